@@ -1,0 +1,807 @@
+//! The [`Cache`]: reads through the cache, and invalidation. Stores do the I/O; this module
+//! decides what to read, what to store and what to invalidate, for every store alike.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::{Codec, DefaultCodec};
+use crate::cond::Cond;
+use crate::dnf::{to_dnf, DnfLimits};
+use crate::error::{Error, LoadError};
+use crate::event::{Event, Invalidation, Listener, Outcome, Target};
+use crate::keys::{scheme_of, KeySpace, Prefix, PrefixScope, TableKeys};
+use crate::pending::{Backlog, Pending};
+use crate::profile::{Profile, Profiles};
+use crate::read::{Dep, Force, Read};
+use crate::row::Row;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::{RedisOptions, RedisStore};
+use crate::store::{EncodedRow, Fetch, Plan, Store};
+use crate::value::{escape, escape_into};
+
+/// Shared state of all handles of one cache.
+pub(crate) struct Inner {
+    pub store: Box<dyn Store>,
+    pub profiles: Profiles,
+    pub keys: KeySpace,
+    pub enabled: bool,
+    pub degrade: bool,
+    pub max_in: usize,
+    pub max_conjs: usize,
+    pub pending_limit: usize,
+    pub listeners: Vec<Listener>,
+    pub pending: Pending,
+}
+
+/// A query cache with stamp-validated, granular invalidation.
+///
+/// Cheap to clone: clones share the store, profiles and queued invalidations.
+///
+/// ```
+/// use stampcache::{Cache, Cond, Read};
+/// let cache = Cache::embedded();
+/// let read = Read::get("blog.article").filter(Cond::eq("id", 1));
+/// let title: String = cache.get_or_load(&read, || "from the database".to_string()).unwrap();
+/// assert_eq!(title, "from the database");
+/// ```
+pub struct Cache<C: Codec = DefaultCodec> {
+    pub(crate) inner: Arc<Inner>,
+    /// Database alias of this handle's writes (for computed prefixes).
+    pub(crate) write_db: Arc<str>,
+    /// False on a [`no_invalidation`](Cache::no_invalidation) handle.
+    pub(crate) invalidates: bool,
+    pub(crate) codec: PhantomData<fn() -> C>,
+}
+
+impl<C: Codec> Clone for Cache<C> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+            write_db: self.write_db.clone(),
+            invalidates: self.invalidates,
+            codec: PhantomData,
+        }
+    }
+}
+
+impl<C: Codec> std::fmt::Debug for Cache<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("keys", &self.inner.keys)
+            .field("enabled", &self.inner.enabled)
+            .field("degrade", &self.inner.degrade)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the cache keeps its data.
+#[derive(Debug, Clone)]
+enum Backend {
+    Embedded { capacity: u64 },
+    Redis { url: String },
+}
+
+/// Configures and builds a [`Cache`].
+pub struct Builder<C: Codec = DefaultCodec> {
+    backend: Backend,
+    profiles: Profiles,
+    prefix: Prefix,
+    version: u32,
+    enabled: bool,
+    degrade: bool,
+    max_in: usize,
+    max_conjs: usize,
+    pending_limit: usize,
+    redis: RedisOptions,
+    listeners: Vec<Listener>,
+    errors: Vec<Error>,
+    codec: PhantomData<fn() -> C>,
+}
+
+impl Default for Builder<DefaultCodec> {
+    fn default() -> Self {
+        Builder {
+            backend: Backend::Embedded {
+                capacity: 256 << 20,
+            },
+            profiles: Profiles::default(),
+            prefix: Prefix::Static(String::new()),
+            version: 1,
+            enabled: true,
+            degrade: false,
+            max_in: 8,
+            max_conjs: 64,
+            pending_limit: 10_000,
+            redis: RedisOptions {
+                pool_size: 16,
+                connect_timeout: Duration::from_secs(1),
+                io_timeout: Duration::from_secs(1),
+            },
+            listeners: Vec::new(),
+            errors: Vec::new(),
+            codec: PhantomData,
+        }
+    }
+}
+
+impl<C: Codec> Builder<C> {
+    /// Uses Redis at `url` (`redis://[:password@]host[:port][/db]`, `rediss://…` with the
+    /// `tls` feature, `unix:///path?db=N`). Without this the cache is embedded.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.backend = Backend::Redis { url: url.into() };
+        self
+    }
+    /// Keeps everything in this process, bounded to `capacity_bytes` of entries.
+    pub fn embedded(mut self, capacity_bytes: u64) -> Self {
+        self.backend = Backend::Embedded {
+            capacity: capacity_bytes,
+        };
+        self
+    }
+    /// Sets the profile of a table pattern (`app.table`, `app.*`, `*.*`).
+    pub fn profile(mut self, pattern: &str, profile: Profile) -> Self {
+        if let Err(e) = self.profiles.set(pattern, Some(profile)) {
+            self.errors.push(e);
+        }
+        self
+    }
+    /// Never caches tables matching the pattern.
+    pub fn no_cache(mut self, pattern: &str) -> Self {
+        if let Err(e) = self.profiles.set(pattern, None) {
+            self.errors.push(e);
+        }
+        self
+    }
+    /// The profile of tables no pattern matches (default: [`Profile::default`]).
+    pub fn default_profile(mut self, profile: Profile) -> Self {
+        self.profiles.set_default(profile);
+        self
+    }
+    /// A static prefix for every key.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Prefix::Static(prefix.into());
+        self
+    }
+    /// A prefix computed from the tables and databases of each read and write.
+    pub fn prefix_fn(
+        mut self,
+        f: impl Fn(&PrefixScope<'_>) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.prefix = Prefix::Computed(Arc::new(f));
+        self
+    }
+    /// A version number in every key: bump it to start from an empty cache.
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+    /// `false` makes every read call its loader and every invalidation a no-op.
+    pub fn enabled(mut self, yes: bool) -> Self {
+        self.enabled = yes;
+        self
+    }
+    /// On store errors: `true` runs the loader (and emits an event) instead of failing.
+    /// Failed invalidations are queued and replayed in either mode.
+    pub fn degrade_on_failure(mut self, yes: bool) -> Self {
+        self.degrade = yes;
+        self
+    }
+    /// `IN` lists longer than this invalidate on any write to the table (default 8).
+    pub fn max_in(mut self, n: usize) -> Self {
+        self.max_in = n;
+        self
+    }
+    /// Conditions with more conjunctions than this invalidate on any write (default 64).
+    pub fn max_conjunctions(mut self, n: usize) -> Self {
+        self.max_conjs = n.max(1);
+        self
+    }
+    /// How many queued row images (and simple keys) to keep before widening (default 10,000).
+    pub fn pending_limit(mut self, n: usize) -> Self {
+        self.pending_limit = n.max(1);
+        self
+    }
+    /// Idle connections kept in the pool (default 16).
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.redis.pool_size = n;
+        self
+    }
+    /// Redis connect timeout (default 1 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.redis.connect_timeout = d;
+        self
+    }
+    /// Redis read and write timeout (default 1 s).
+    pub fn io_timeout(mut self, d: Duration) -> Self {
+        self.redis.io_timeout = d;
+        self
+    }
+    /// Subscribes to events.
+    pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
+        self.listeners.push(Arc::new(f));
+        self
+    }
+    /// Uses another codec.
+    pub fn codec<D: Codec>(self) -> Builder<D> {
+        Builder {
+            backend: self.backend,
+            profiles: self.profiles,
+            prefix: self.prefix,
+            version: self.version,
+            enabled: self.enabled,
+            degrade: self.degrade,
+            max_in: self.max_in,
+            max_conjs: self.max_conjs,
+            pending_limit: self.pending_limit,
+            redis: self.redis,
+            listeners: self.listeners,
+            errors: self.errors,
+            codec: PhantomData,
+        }
+    }
+    /// Builds the cache. Redis is connected lazily: a bad URL fails here, a down server on
+    /// first use.
+    pub fn build(mut self) -> Result<Cache<C>, Error> {
+        if let Some(e) = self.errors.drain(..).next() {
+            return Err(e);
+        }
+        if self.redis.io_timeout.is_zero() || self.redis.connect_timeout.is_zero() {
+            return Err(Error::Config("timeouts must be above zero".into()));
+        }
+        let store: Box<dyn Store> = match &self.backend {
+            Backend::Embedded { capacity } => Box::new(EmbeddedStore::new(*capacity)),
+            Backend::Redis { url } => Box::new(RedisStore::open(url, self.redis.clone())?),
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                store,
+                profiles: self.profiles,
+                keys: KeySpace {
+                    prefix: self.prefix,
+                    version: self.version,
+                },
+                enabled: self.enabled,
+                degrade: self.degrade,
+                max_in: self.max_in,
+                max_conjs: self.max_conjs,
+                pending_limit: self.pending_limit,
+                listeners: self.listeners,
+                pending: Pending::default(),
+            }),
+            write_db: Arc::from("default"),
+            invalidates: true,
+            codec: PhantomData,
+        })
+    }
+}
+
+/// Stamps and key material gathered from the dependencies of one entry.
+#[derive(Default)]
+pub(crate) struct Deps {
+    stamps: Vec<String>,
+    seen: BTreeSet<String>,
+    schemes: BTreeMap<String, BTreeSet<String>>,
+    tables: Vec<String>,
+    dbs: Vec<String>,
+    description: String,
+}
+
+impl Deps {
+    fn stamp(&mut self, key: String) {
+        if self.seen.insert(key.clone()) {
+            self.stamps.push(key);
+        }
+    }
+
+    fn note(&mut self, table: &str, db: &str) {
+        if !self.tables.iter().any(|t| t == table) {
+            self.tables.push(table.to_owned());
+        }
+        if !self.dbs.iter().any(|d| d == db) {
+            self.dbs.push(db.to_owned());
+        }
+    }
+
+    pub(crate) fn into_plan(self, keys: &KeySpace, ttl: Duration) -> Plan {
+        let tables: Vec<&str> = self.tables.iter().map(String::as_str).collect();
+        let dbs: Vec<&str> = self.dbs.iter().map(String::as_str).collect();
+        Plan {
+            entry: keys.entry(&tables, &dbs, &self.description),
+            stamps: self.stamps,
+            schemes: self
+                .schemes
+                .into_iter()
+                .map(|(k, s)| (k, s.into_iter().collect()))
+                .collect(),
+            ttl,
+        }
+    }
+}
+
+impl Cache<DefaultCodec> {
+    /// A builder with defaults: embedded, every table cached for 15 minutes.
+    pub fn builder() -> Builder<DefaultCodec> {
+        Builder::default()
+    }
+    /// An embedded cache with defaults.
+    pub fn embedded() -> Cache<DefaultCodec> {
+        match Builder::default().build() {
+            Ok(c) => c,
+            Err(e) => unreachable!("the default configuration is valid: {e}"),
+        }
+    }
+    /// A Redis cache with defaults.
+    pub fn from_url(url: &str) -> Result<Cache<DefaultCodec>, Error> {
+        Builder::default().redis(url).build()
+    }
+}
+
+impl<C: Codec> Cache<C> {
+    // ---------------------------------------------------------------- reads
+
+    /// Returns the cached result of `read`, or runs `loader`, stores and returns its result.
+    pub fn get_or_load<T, F>(&self, read: &Read, loader: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        self.try_get_or_load(read, || Ok::<T, std::convert::Infallible>(loader()))
+            .map_err(|e| match e {
+                LoadError::Cache(e) => e,
+                LoadError::Loader(never) => match never {},
+            })
+    }
+
+    /// Like [`get_or_load`](Cache::get_or_load) with a loader that can fail. A loader error
+    /// is returned as is and nothing is stored.
+    pub fn try_get_or_load<T, E, F>(&self, read: &Read, loader: F) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let target = Target::Table {
+            table: &read.table,
+            op: read.op,
+        };
+        let plan = self.plan_read(read);
+        self.load_through(target, plan, loader)
+    }
+
+    /// Caches a function result that depends on reads and tables (see [`CachedAs`]).
+    pub fn cached_as(&self, deps: impl IntoIterator<Item = Dep>) -> crate::CachedAs<'_, C> {
+        crate::CachedAs::new(self, deps.into_iter().collect())
+    }
+
+    /// The time-only cache (see [`Simple`](crate::Simple)).
+    pub fn simple(&self) -> crate::Simple<'_, C> {
+        crate::Simple::new(self)
+    }
+
+    /// The profile in force for a read, or `None` when the read bypasses the cache.
+    fn read_profile(&self, read: &Read) -> Option<&Profile> {
+        if !self.inner.enabled {
+            return None;
+        }
+        let profiles = &self.inner.profiles;
+        match read.force {
+            Some(Force::NoCache) => None,
+            Some(Force::Cache) => Some(profiles.get_or_default(&read.table)),
+            None => profiles
+                .get(&read.table)
+                .filter(|p| p.ops.contains(read.op)),
+        }
+    }
+
+    /// The plan of a read, or `None` when it bypasses the cache.
+    pub(crate) fn plan_read(&self, read: &Read) -> Option<Plan> {
+        let profile = self.read_profile(read)?;
+        let mut deps = Deps::default();
+        self.add_read(read, profile, &mut deps);
+        Some(deps.into_plan(&self.inner.keys, profile.timeout))
+    }
+
+    /// Adds a read's stamps and description to `deps`.
+    pub(crate) fn add_read(&self, read: &Read, profile: &Profile, deps: &mut Deps) {
+        let profiles = &self.inner.profiles;
+        let skip = |table: &str, field: &str| {
+            profiles
+                .get(table)
+                .is_some_and(|p| p.skip_fields.iter().any(|f| f == field))
+        };
+        let limits = DnfLimits {
+            max_in: self.inner.max_in,
+            max_conjs: self.inner.max_conjs,
+            skip: &skip,
+        };
+        let dnf = to_dnf(&read.table, &read.cond, &limits);
+        deps.note(&read.table, &read.db);
+        for (table, conjs) in &dnf.tables {
+            deps.note(table, &read.db);
+            let tk = self.inner.keys.table(table, &read.db);
+            deps.stamp(tk.gen.clone());
+            let schemes = deps.schemes.entry(tk.schemes.clone()).or_default();
+            for conj in conjs {
+                schemes.insert(scheme_of(conj));
+            }
+            for conj in conjs {
+                deps.stamp(tk.conj_key(conj));
+            }
+        }
+        let d = &mut deps.description;
+        d.push_str(read.op.name());
+        d.push('(');
+        escape_into(&read.table, d);
+        if !profile.db_agnostic {
+            d.push('@');
+            escape_into(&read.db, d);
+        }
+        d.push(',');
+        read.cond.describe_into(d);
+        d.push_str(&format!(",{}:", read.extra.len()));
+        d.push_str(&read.extra);
+        d.push(')');
+    }
+
+    /// Adds a whole-table dependency to `deps`.
+    pub(crate) fn add_table(&self, table: &str, db: &str, deps: &mut Deps) {
+        deps.note(table, db);
+        let tk = self.inner.keys.table(table, db);
+        deps.stamp(tk.gen.clone());
+        deps.stamp(tk.conj_key(&Default::default()));
+        deps.schemes
+            .entry(tk.schemes)
+            .or_default()
+            .insert(String::new());
+        deps.description.push_str("table(");
+        escape_into(table, &mut deps.description);
+        deps.description.push(')');
+    }
+
+    /// Appends free text to the description of `deps` (function name, arguments, extra).
+    pub(crate) fn describe(deps: &mut Deps, part: &[u8]) {
+        deps.description
+            .push_str(&format!("[{}:{}]", part.len(), crate::keys::hash_hex(part)));
+    }
+
+    /// The read protocol: fetch (stamps first), load, store. Shared by every cached read.
+    pub(crate) fn load_through<T, E, F>(
+        &self,
+        target: Target<'_>,
+        plan: Option<Plan>,
+        loader: F,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let Some(plan) = plan else {
+            self.read_event(target, Outcome::Bypass);
+            return loader().map_err(LoadError::Loader);
+        };
+        let fetched = self
+            .replay()
+            .and_then(|()| self.inner.store.fetch(&plan, true));
+        let token = match fetched {
+            Ok(Fetch::Hit(bytes)) => match C::decode::<T>(bytes.payload()) {
+                Ok(v) => {
+                    self.read_event(target, Outcome::Hit);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    self.emit(&Event::DecodeFailed {
+                        key: &plan.entry,
+                        error: &e,
+                    });
+                    match self.inner.store.fetch(&plan, false) {
+                        Ok(Fetch::Miss(t)) => Some(t),
+                        Ok(Fetch::Hit(_)) => None,
+                        Err(e) => {
+                            self.store_failed("fetch", e)?;
+                            None
+                        }
+                    }
+                }
+            },
+            Ok(Fetch::Miss(t)) => Some(t),
+            Err(e) => {
+                self.store_failed("fetch", e)?;
+                None
+            }
+        };
+        let Some(token) = token else {
+            // Degraded: the store is unusable, the loader answers and nothing is stored.
+            self.read_event(target, Outcome::Degraded);
+            return loader().map_err(LoadError::Loader);
+        };
+        let value = loader().map_err(LoadError::Loader)?;
+        self.read_event(target, Outcome::Miss);
+        let bytes = C::encode(&value)?;
+        if let Err(e) = self.inner.store.store(&plan, &token, &bytes) {
+            self.store_failed("store", e)?;
+        }
+        Ok(value)
+    }
+
+    // ---------------------------------------------------------------- invalidation
+
+    /// A handle whose invalidations do nothing (reads work as usual). For bulk loads and
+    /// writes whose effects you invalidate yourself.
+    pub fn no_invalidation(&self) -> Cache<C> {
+        Cache {
+            invalidates: false,
+            ..self.clone()
+        }
+    }
+
+    /// A handle whose invalidations are for writes on database `alias` (it matters only with
+    /// a computed prefix).
+    pub fn using(&self, alias: &str) -> Cache<C> {
+        Cache {
+            write_db: Arc::from(alias),
+            ..self.clone()
+        }
+    }
+
+    /// Invalidates every cached read that row `row` of `table` can affect.
+    pub fn invalidate_obj<R: Serialize + ?Sized>(&self, table: &str, row: &R) -> Result<(), Error> {
+        self.invalidate_rows(table, [Row::from_serialize(row)?])
+    }
+
+    /// Invalidates every cached read that any of `rows` can affect, in one call.
+    pub fn invalidate_rows(
+        &self,
+        table: &str,
+        rows: impl IntoIterator<Item = Row>,
+    ) -> Result<(), Error> {
+        if !self.active() {
+            return Ok(());
+        }
+        let tk = self.inner.keys.table(table, &self.write_db);
+        let encoded: Vec<EncodedRow> = rows.into_iter().map(|r| self.encode_row(table, &r)).collect();
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let mut b = Backlog::default();
+        b.rows.insert(tk.gen.clone(), (tk, encoded));
+        self.apply(b)
+    }
+
+    /// A row was inserted.
+    pub fn on_insert<R: Serialize + ?Sized>(&self, table: &str, new: &R) -> Result<(), Error> {
+        self.invalidate_obj(table, new)?;
+        self.cache_on_save(table, new)
+    }
+
+    /// A row was updated: reads matching the old or the new version die.
+    pub fn on_update<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        old: &R,
+        new: &R,
+    ) -> Result<(), Error> {
+        self.invalidate_rows(table, [Row::from_serialize(old)?, Row::from_serialize(new)?])?;
+        self.cache_on_save(table, new)
+    }
+
+    /// A row was deleted.
+    pub fn on_delete<R: Serialize + ?Sized>(&self, table: &str, old: &R) -> Result<(), Error> {
+        self.invalidate_obj(table, old)
+    }
+
+    /// Many rows were updated (old and new images), invalidated in one call.
+    pub fn invalidated_update<'r, R: Serialize + 'r>(
+        &self,
+        table: &str,
+        changes: impl IntoIterator<Item = (&'r R, &'r R)>,
+    ) -> Result<(), Error> {
+        let mut rows = Vec::new();
+        for (old, new) in changes {
+            rows.push(Row::from_serialize(old)?);
+            rows.push(Row::from_serialize(new)?);
+        }
+        self.invalidate_rows(table, rows)
+    }
+
+    /// Invalidates every cached read of a table.
+    pub fn invalidate_model(&self, table: &str) -> Result<(), Error> {
+        if !self.active() {
+            return Ok(());
+        }
+        let mut b = Backlog::default();
+        let tk = self.inner.keys.table(table, &self.write_db);
+        b.tables.insert(tk.gen, table.to_owned());
+        self.apply(b)
+    }
+
+    /// Invalidates everything this cache (prefix and version) has stored.
+    pub fn invalidate_all(&self) -> Result<(), Error> {
+        if !self.active() {
+            return Ok(());
+        }
+        self.apply(Backlog {
+            all: true,
+            ..Backlog::default()
+        })
+    }
+
+    /// Sends queued invalidations now. Reads and writes do this by themselves first.
+    pub fn flush_pending(&self) -> Result<(), Error> {
+        self.replay()
+    }
+
+    /// Number of invalidations queued because the store was unavailable.
+    pub fn pending_invalidations(&self) -> usize {
+        self.inner.pending.len()
+    }
+
+    fn active(&self) -> bool {
+        self.inner.enabled && self.invalidates
+    }
+
+    /// Row image to (escaped field, encoded value) pairs, without the profile's skipped fields.
+    fn encode_row(&self, table: &str, row: &Row) -> EncodedRow {
+        let skip: &[String] = self
+            .inner
+            .profiles
+            .get(table)
+            .map_or(&[], |p| &p.skip_fields);
+        row.iter()
+            .filter(|(f, _)| !skip.iter().any(|s| s == f))
+            .map(|(f, v)| (escape(f), v.encode()))
+            .collect()
+    }
+
+    /// Stores a saved row under the key of a `get` by the profile's `cache_on_save` field.
+    fn cache_on_save<R: Serialize + ?Sized>(&self, table: &str, new: &R) -> Result<(), Error> {
+        let Some(profile) = self.inner.profiles.get(table) else {
+            return Ok(());
+        };
+        let Some(field) = &profile.cache_on_save else {
+            return Ok(());
+        };
+        if !self.inner.enabled {
+            return Ok(());
+        }
+        let row = Row::from_serialize(new)?;
+        let Some(value) = row.get(field) else {
+            return Err(Error::Row(format!(
+                "cache_on_save field {field:?} is not a scalar field of the saved {table} row"
+            )));
+        };
+        let read = Read::get(table)
+            .filter(Cond::eq(field.as_str(), value.clone()))
+            .db(&*self.write_db);
+        let Some(plan) = self.plan_read(&read) else {
+            return Ok(());
+        };
+        let bytes = C::encode(new)?;
+        let stored = self
+            .inner
+            .store
+            .fetch(&plan, false)
+            .and_then(|f| match f {
+                Fetch::Miss(token) => self.inner.store.store(&plan, &token, &bytes),
+                Fetch::Hit(_) => Ok(false),
+            });
+        match stored {
+            Ok(_) => Ok(()),
+            Err(e) => self.store_failed("cache_on_save", e),
+        }
+    }
+
+    /// Sends a backlog (after anything queued before it); queues it if the store fails.
+    pub(crate) fn apply(&self, b: Backlog) -> Result<(), Error> {
+        match self.replay().and_then(|()| self.send(&b)) {
+            Ok(()) => {
+                self.invalidation_events(&b, |i| Event::Invalidated(i));
+                Ok(())
+            }
+            Err(e) => {
+                self.invalidation_events(&b, |i| Event::InvalidationQueued(i));
+                self.inner.pending.push(b, self.inner.pending_limit);
+                self.store_failed("invalidate", e)
+            }
+        }
+    }
+
+    fn send(&self, b: &Backlog) -> Result<(), Error> {
+        let store = &self.inner.store;
+        if b.all {
+            return store.invalidate_all(&self.inner.keys.scan_pattern());
+        }
+        if !b.tables.is_empty() {
+            let gens: Vec<String> = b.tables.keys().cloned().collect();
+            store.invalidate_tables(&gens)?;
+        }
+        if !b.rows.is_empty() {
+            let batches: Vec<(TableKeys, Vec<EncodedRow>)> = b.rows.values().cloned().collect();
+            store.invalidate_rows(&batches)?;
+        }
+        if !b.keys.is_empty() {
+            let keys: Vec<String> = b.keys.iter().cloned().collect();
+            store.delete(&keys)?;
+        }
+        Ok(())
+    }
+
+    /// Replays queued invalidations; on failure they stay queued.
+    fn replay(&self) -> Result<(), Error> {
+        if !self.inner.pending.any() {
+            return Ok(());
+        }
+        let backlog = self.inner.pending.take();
+        if backlog.is_empty() {
+            return Ok(());
+        }
+        match self.send(&backlog) {
+            Ok(()) => {
+                self.emit(&Event::Replayed {
+                    items: backlog.len(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.pending.push(backlog, self.inner.pending_limit);
+                Err(e)
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- events and failures
+
+    pub(crate) fn emit(&self, e: &Event<'_>) {
+        for l in &self.inner.listeners {
+            l(e);
+        }
+    }
+
+    pub(crate) fn read_event(&self, target: Target<'_>, outcome: Outcome) {
+        if !self.inner.listeners.is_empty() {
+            self.emit(&Event::Read { target, outcome });
+        }
+    }
+
+    fn invalidation_events(&self, b: &Backlog, wrap: fn(Invalidation<'_>) -> Event<'_>) {
+        if self.inner.listeners.is_empty() {
+            return;
+        }
+        if b.all {
+            self.emit(&wrap(Invalidation::All));
+        }
+        for table in b.tables.values() {
+            self.emit(&wrap(Invalidation::Table { table }));
+        }
+        for (t, rows) in b.rows.values() {
+            self.emit(&wrap(Invalidation::Rows {
+                table: &t.table,
+                rows: rows.len(),
+            }));
+        }
+        for key in &b.keys {
+            self.emit(&wrap(Invalidation::Key { key }));
+        }
+    }
+
+    /// Reports a store failure; `Ok` means "degrade and go on", `Err` means "fail".
+    pub(crate) fn store_failed(&self, during: &'static str, error: Error) -> Result<(), Error> {
+        self.emit(&Event::StoreFailed {
+            during,
+            error: &error,
+        });
+        if self.inner.degrade && matches!(error, Error::Redis(_) | Error::Protocol(_)) {
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
+    /// Replays queued invalidations before a simple-cache operation.
+    pub(crate) fn replay_first(&self) -> Result<(), Error> {
+        self.replay()
+    }
+}

@@ -1,0 +1,122 @@
+//! `cached_as`: a function result cached with the invalidation of the reads it depends on.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::cache::{Cache, Deps};
+use crate::codec::Codec;
+use crate::error::{Error, LoadError};
+use crate::event::Target;
+use crate::read::Dep;
+
+/// A function call cached under its dependencies, from [`Cache::cached_as`].
+///
+/// The entry dies when any dependency could change: a write matching a [`Dep::Read`]'s
+/// condition, or any write to a [`Dep::Table`]. The key includes the dependencies, the
+/// name, the arguments and `extra`.
+///
+/// ```
+/// use stampcache::{Cache, Cond, Dep, Read};
+/// let cache = Cache::embedded();
+/// let total: i64 = cache
+///     .cached_as([Dep::from(Read::count("blog.article").filter(Cond::eq("category", 1))),
+///                 Dep::table("blog.author")])
+///     .name("report")
+///     .args(&(2026, "nov"))
+///     .get_or_load(|| 42)
+///     .unwrap();
+/// assert_eq!(total, 42);
+/// ```
+pub struct CachedAs<'c, C: Codec> {
+    cache: &'c Cache<C>,
+    deps: Vec<Dep>,
+    name: String,
+    args: Result<Vec<u8>, Error>,
+    extra: String,
+    timeout: Option<Duration>,
+}
+
+impl<'c, C: Codec> CachedAs<'c, C> {
+    pub(crate) fn new(cache: &'c Cache<C>, deps: Vec<Dep>) -> Self {
+        CachedAs {
+            cache,
+            deps,
+            name: String::new(),
+            args: Ok(Vec::new()),
+            extra: String::new(),
+            timeout: None,
+        }
+    }
+    /// The function's name (in the key and in events).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// The function's arguments (in the key), encoded with the cache's codec.
+    pub fn args<A: Serialize + ?Sized>(mut self, args: &A) -> Self {
+        self.args = C::encode(args);
+        self
+    }
+    /// Anything else that distinguishes results (in the key).
+    pub fn extra(mut self, extra: impl Into<String>) -> Self {
+        self.extra = extra.into();
+        self
+    }
+    /// Entry lifetime (default: the shortest timeout of the dependencies' profiles).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Returns the cached result or runs `f` and caches it.
+    pub fn get_or_load<T, F>(self, f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        self.try_get_or_load(|| Ok::<T, std::convert::Infallible>(f()))
+            .map_err(|e| match e {
+                LoadError::Cache(e) => e,
+                LoadError::Loader(never) => match never {},
+            })
+    }
+
+    /// Like [`get_or_load`](CachedAs::get_or_load) with a function that can fail.
+    pub fn try_get_or_load<T, E, F>(self, f: F) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let args = self.args.map_err(LoadError::Cache)?;
+        let cache = self.cache;
+        let target = Target::Func { name: &self.name };
+        if !cache.inner.enabled {
+            return cache.load_through(target, None, f);
+        }
+        let profiles = &cache.inner.profiles;
+        let mut deps = Deps::default();
+        let mut timeout = self.timeout;
+        for dep in &self.deps {
+            let (table, db) = match dep {
+                Dep::Read(r) => (r.table(), r.db.as_str()),
+                Dep::Table(t) => (t.as_str(), "default"),
+            };
+            let profile = profiles.get_or_default(table);
+            if self.timeout.is_none() {
+                timeout = Some(timeout.map_or(profile.timeout, |t| t.min(profile.timeout)));
+            }
+            match dep {
+                Dep::Read(r) => cache.add_read(r, profile, &mut deps),
+                Dep::Table(t) => cache.add_table(t, db, &mut deps),
+            }
+        }
+        Cache::<C>::describe(&mut deps, self.name.as_bytes());
+        Cache::<C>::describe(&mut deps, &args);
+        Cache::<C>::describe(&mut deps, self.extra.as_bytes());
+        let ttl = timeout.unwrap_or_else(|| profiles.get_or_default("").timeout);
+        let plan = deps.into_plan(&cache.inner.keys, ttl);
+        cache.load_through(target, Some(plan), f)
+    }
+}

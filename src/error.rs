@@ -1,0 +1,74 @@
+//! The crate's error type.
+
+use std::fmt;
+
+/// Everything that can go wrong in stampcache.
+///
+/// Loader errors are not here: they come back as [`LoadError::Loader`], untouched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A simple-cache [`get`](crate::Simple::get) found no entry. Distinct from a cached `None`.
+    #[error("cache miss")]
+    CacheMiss,
+    /// Redis answered with an error or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis answered with something the cache's scripts never return.
+    #[error("unexpected reply from redis: {0}")]
+    Protocol(String),
+    /// A value could not be encoded, or stored bytes could not be decoded.
+    #[error("codec: {0}")]
+    Codec(String),
+    /// A row image was not a struct or a map with string keys.
+    #[error("row image: {0}")]
+    Row(String),
+    /// The configuration is not usable (bad URL, bad pattern, bad option).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// True for errors that mean "Redis is unavailable right now" (as opposed to bad input).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_unrecoverable_error()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The error of a read whose loader can fail: either the cache failed, or the loader did.
+#[derive(Debug)]
+pub enum LoadError<E> {
+    /// The cache failed (only when it is not configured to degrade to the loader).
+    Cache(Error),
+    /// The loader failed; the error is the loader's own.
+    Loader(E),
+}
+
+impl<E: fmt::Display> fmt::Display for LoadError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Cache(e) => write!(f, "cache: {e}"),
+            LoadError::Loader(e) => write!(f, "loader: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for LoadError<E> {}
+
+impl<E> From<Error> for LoadError<E> {
+    fn from(e: Error) -> Self {
+        LoadError::Cache(e)
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,104 @@
+//! Events: one for every read and every invalidation, for metrics and logs.
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::profile::Op;
+
+/// What a read was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// A read of a table.
+    Table {
+        /// The read's own table.
+        table: &'a str,
+        /// The operation.
+        op: Op,
+    },
+    /// A `cached_as` or `cached` function call, by name.
+    Func {
+        /// The name the call was cached under.
+        name: &'a str,
+    },
+    /// A simple-cache key.
+    Simple {
+        /// The user's key.
+        key: &'a str,
+    },
+}
+
+/// How a read was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Served from the cache.
+    Hit,
+    /// Not cached (or dead); the loader ran and the result was stored.
+    Miss,
+    /// Not cached by configuration (disabled, `nocache`, profile); the loader ran.
+    Bypass,
+    /// The cache failed and was configured to degrade; the loader ran.
+    Degraded,
+}
+
+/// What an invalidation covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation<'a> {
+    /// Rows of one table.
+    Rows {
+        /// The table.
+        table: &'a str,
+        /// How many row images (old and new count separately).
+        rows: usize,
+    },
+    /// A whole table.
+    Table {
+        /// The table.
+        table: &'a str,
+    },
+    /// Everything.
+    All,
+    /// One simple-cache key.
+    Key {
+        /// The Redis key.
+        key: &'a str,
+    },
+}
+
+/// Something the cache did.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A read was answered.
+    Read {
+        /// What was read.
+        target: Target<'a>,
+        /// How.
+        outcome: Outcome,
+    },
+    /// An invalidation was applied (or queued, see `InvalidationQueued`).
+    Invalidated(Invalidation<'a>),
+    /// An invalidation could not reach the store and was queued in process for replay.
+    InvalidationQueued(Invalidation<'a>),
+    /// Queued invalidations were replayed.
+    Replayed {
+        /// How many queued items were sent.
+        items: usize,
+    },
+    /// The store failed; the cache degraded (or returned the error, when not degrading).
+    StoreFailed {
+        /// What the cache was doing.
+        during: &'static str,
+        /// The error.
+        error: &'a Error,
+    },
+    /// Stored bytes could not be decoded; treated as a miss.
+    DecodeFailed {
+        /// The key of the entry.
+        key: &'a str,
+        /// The codec's error.
+        error: &'a Error,
+    },
+}
+
+/// A subscriber to events. It runs inline on the calling thread: keep it cheap.
+pub type Listener = Arc<dyn Fn(&Event<'_>) + Send + Sync>;

@@ -1,0 +1,226 @@
+//! Where every Redis key is built. The layout (see DESIGN.md):
+//!
+//! ```text
+//! <prefix>sc<v>:{<table>}:s          set of schemes (field-name lists) used by reads
+//! <prefix>sc<v>:{<table>}:g          the table's generation stamp (whole-table invalidation)
+//! <prefix>sc<v>:{<table>}:c:<conj>   a conjunction's stamp, e.g. `category=i1&published=T`
+//! <prefix>sc<v>:{<table>}:e:<hash>   a cached read (first table's tag), checksum + payload
+//! <prefix>sc<v>:{fn}:<hash>          a time-only entry (simple cache)
+//! ```
+//!
+//! Every key of one table shares the hash tag `{<table>}`, so each script touches one slot.
+
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::dnf::Conj;
+use crate::value::{escape, escape_into};
+
+/// What a computed prefix is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct PrefixScope<'a> {
+    /// The tables of the read (or the one table of an invalidation).
+    pub tables: &'a [&'a str],
+    /// The database aliases of the read (or of the write).
+    pub dbs: &'a [&'a str],
+}
+
+/// A function computing the key prefix.
+pub type PrefixFn = Arc<dyn Fn(&PrefixScope<'_>) -> String + Send + Sync>;
+
+/// The key prefix: static, or computed from the tables and databases of each read.
+///
+/// A computed prefix must give an invalidation of table `t` on database `d` the same prefix
+/// as reads of `t` on `d`, or the invalidation will not reach them.
+#[derive(Clone)]
+pub enum Prefix {
+    /// The same prefix for every key.
+    Static(String),
+    /// A prefix per read or write.
+    Computed(PrefixFn),
+}
+
+impl std::fmt::Debug for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prefix::Static(s) => write!(f, "Static({s:?})"),
+            Prefix::Computed(_) => f.write_str("Computed(..)"),
+        }
+    }
+}
+
+/// Builds keys for one cache: prefix and version.
+#[derive(Debug, Clone)]
+pub(crate) struct KeySpace {
+    pub prefix: Prefix,
+    pub version: u32,
+}
+
+/// The keys of one table: its scheme set, generation and conjunction prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TableKeys {
+    pub table: String,
+    pub schemes: String,
+    pub gen: String,
+    pub conj_prefix: String,
+}
+
+impl TableKeys {
+    /// The key of one conjunction of this table.
+    pub fn conj_key(&self, conj: &Conj) -> String {
+        let mut k = self.conj_prefix.clone();
+        conj_into(conj, &mut k);
+        k
+    }
+}
+
+/// `field=value&field=value`, fields in map order, all escaped.
+fn conj_into(conj: &Conj, out: &mut String) {
+    for (i, (f, v)) in conj.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        escape_into(f, out);
+        out.push('=');
+        v.encode_into(out);
+    }
+}
+
+/// The scheme of a conjunction: its escaped field names joined by `&`, in conj order.
+pub(crate) fn scheme_of(conj: &Conj) -> String {
+    let mut s = String::new();
+    for (i, f) in conj.keys().enumerate() {
+        if i > 0 {
+            s.push('&');
+        }
+        escape_into(f, &mut s);
+    }
+    s
+}
+
+impl KeySpace {
+    fn base(&self, tables: &[&str], dbs: &[&str]) -> String {
+        let mut s = match &self.prefix {
+            Prefix::Static(p) => p.clone(),
+            Prefix::Computed(f) => f(&PrefixScope { tables, dbs }),
+        };
+        s.push_str("sc");
+        s.push_str(&self.version.to_string());
+        s.push(':');
+        s
+    }
+
+    /// The keys of `table` as written on database `db`.
+    pub fn table(&self, table: &str, db: &str) -> TableKeys {
+        let mut base = self.base(&[table], &[db]);
+        base.push('{');
+        escape_into(table, &mut base);
+        base.push('}');
+        TableKeys {
+            table: table.to_owned(),
+            schemes: format!("{base}:s"),
+            gen: format!("{base}:g"),
+            conj_prefix: format!("{base}:c:"),
+        }
+    }
+
+    /// The key of a cached read, tagged like its first table.
+    pub fn entry(&self, tables: &[&str], dbs: &[&str], description: &str) -> String {
+        let mut k = self.base(tables, dbs);
+        k.push('{');
+        escape_into(tables.first().copied().unwrap_or(""), &mut k);
+        k.push_str("}:e:");
+        k.push_str(&hash_hex(description.as_bytes()));
+        k
+    }
+
+    /// The key of a simple-cache entry named by the user.
+    pub fn simple(&self, key: &str) -> String {
+        format!("{}{{fn}}:k:{}", self.base(&[], &[]), escape(key))
+    }
+
+    /// The key of one call of a cached function.
+    pub fn call(&self, name: &str, args: &[u8]) -> String {
+        let mut d = escape(name);
+        d.push(':');
+        let mut buf = d.into_bytes();
+        buf.extend_from_slice(args);
+        format!("{}{{fn}}:f:{}:{}", self.base(&[], &[]), escape(name), hash_hex(&buf))
+    }
+
+    /// A `SCAN MATCH` pattern covering every key this cache writes.
+    pub fn scan_pattern(&self) -> String {
+        let tail = format!("sc{}:*", self.version);
+        match &self.prefix {
+            Prefix::Static(p) => {
+                let mut s = String::new();
+                for c in p.chars() {
+                    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                        s.push('\\');
+                    }
+                    s.push(c);
+                }
+                s + &tail
+            }
+            Prefix::Computed(_) => format!("*{tail}"),
+        }
+    }
+}
+
+/// 128-bit hash of a description, as 32 hex digits.
+pub(crate) fn hash_hex(bytes: &[u8]) -> String {
+    format!("{:032x}", xxh3_128(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn ks() -> KeySpace {
+        KeySpace {
+            prefix: Prefix::Static("p:".into()),
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn table_keys_share_one_hash_tag() {
+        let t = ks().table("blog.article", "default");
+        assert_eq!(t.schemes, "p:sc1:{blog.article}:s");
+        assert_eq!(t.gen, "p:sc1:{blog.article}:g");
+        let e = ks().entry(&["blog.article"], &["default"], "x");
+        assert!(e.starts_with("p:sc1:{blog.article}:e:"), "{e}");
+    }
+
+    #[test]
+    fn conj_keys_escape_fields_and_values() {
+        let t = ks().table("a{b}", "default");
+        let conj: Conj = [("x&y".to_string(), Value::from("1=2"))].into_iter().collect();
+        assert_eq!(t.conj_key(&conj), "p:sc1:{a%7Bb%7D}:c:x%26y=s1%3D2");
+        assert_eq!(scheme_of(&conj), "x%26y");
+        assert_eq!(t.conj_key(&Conj::new()), "p:sc1:{a%7Bb%7D}:c:");
+    }
+
+    #[test]
+    fn computed_prefixes_see_tables_and_dbs() {
+        let k = KeySpace {
+            prefix: Prefix::Computed(Arc::new(|s: &PrefixScope<'_>| {
+                format!("{}/{}:", s.dbs.join(","), s.tables.join(","))
+            })),
+            version: 2,
+        };
+        assert_eq!(k.table("t", "replica").gen, "replica/t:sc2:{t}:g");
+        assert_eq!(k.scan_pattern(), "*sc2:*");
+    }
+
+    #[test]
+    fn scan_pattern_escapes_glob_characters() {
+        let k = KeySpace {
+            prefix: Prefix::Static("a*b:".into()),
+            version: 0,
+        };
+        assert_eq!(k.scan_pattern(), "a\\*b:sc0:*");
+    }
+}

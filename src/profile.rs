@@ -1,0 +1,240 @@
+//! Per-table caching profiles and the pattern rules that pick one.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The kind of read, as cacheops names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// One row by a unique condition.
+    Get,
+    /// A list of rows.
+    Fetch,
+    /// `COUNT(*)`.
+    Count,
+    /// Any other aggregate.
+    Aggregate,
+    /// `EXISTS`.
+    Exists,
+}
+
+impl Op {
+    /// Every operation.
+    pub const ALL: [Op; 5] = [Op::Get, Op::Fetch, Op::Count, Op::Aggregate, Op::Exists];
+
+    /// Short name used in keys and events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Fetch => "fetch",
+            Op::Count => "count",
+            Op::Aggregate => "aggregate",
+            Op::Exists => "exists",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ops(u8);
+
+impl Ops {
+    /// No operation: only forced reads are cached.
+    pub const NONE: Ops = Ops(0);
+    /// All operations.
+    pub const ALL: Ops = Ops(0b1_1111);
+
+    /// True when `op` is in the set.
+    pub fn contains(self, op: Op) -> bool {
+        self.0 & op.bit() != 0
+    }
+}
+
+impl<const N: usize> From<[Op; N]> for Ops {
+    fn from(ops: [Op; N]) -> Self {
+        Ops(ops.iter().fold(0, |acc, op| acc | op.bit()))
+    }
+}
+
+/// How one table is cached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Operations cached without being forced.
+    pub ops: Ops,
+    /// Lifetime of entries.
+    pub timeout: Duration,
+    /// When true (default) the database alias is not part of the key.
+    pub db_agnostic: bool,
+    /// Field whose `get` is filled with the saved row on insert or update.
+    pub cache_on_save: Option<String>,
+    /// Cross-process loader lock (dog-pile issue); kept for now.
+    pub lock: bool,
+    /// Process-local copy (local tier issue); kept for now.
+    pub local_get: bool,
+    /// Fields left out of row images and widened in conditions (large or volatile columns).
+    pub skip_fields: Vec<String>,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            ops: Ops::ALL,
+            timeout: Duration::from_secs(15 * 60),
+            db_agnostic: true,
+            cache_on_save: None,
+            lock: false,
+            local_get: false,
+            skip_fields: Vec::new(),
+        }
+    }
+}
+
+impl Profile {
+    /// The default profile: every operation, 15 minutes.
+    pub fn new() -> Profile {
+        Profile::default()
+    }
+    /// Sets the cached operations.
+    pub fn ops(mut self, ops: impl Into<Ops>) -> Profile {
+        self.ops = ops.into();
+        self
+    }
+    /// Sets the entry lifetime.
+    pub fn timeout(mut self, timeout: Duration) -> Profile {
+        self.timeout = timeout;
+        self
+    }
+    /// Sets whether the database alias is left out of keys.
+    pub fn db_agnostic(mut self, yes: bool) -> Profile {
+        self.db_agnostic = yes;
+        self
+    }
+    /// Caches saved rows under the key of a `get` by this field.
+    pub fn cache_on_save(mut self, field: impl Into<String>) -> Profile {
+        self.cache_on_save = Some(field.into());
+        self
+    }
+    /// Sets the cross-process lock option.
+    pub fn lock(mut self, yes: bool) -> Profile {
+        self.lock = yes;
+        self
+    }
+    /// Sets the process-local copy option.
+    pub fn local_get(mut self, yes: bool) -> Profile {
+        self.local_get = yes;
+        self
+    }
+    /// Leaves these fields out of row images and conditions.
+    pub fn skip_fields<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Profile {
+        self.skip_fields = fields.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Profiles by table pattern: `app.table`, `app.*`, `*.*`; the most specific wins.
+///
+/// A pattern mapped to `None` is never cached. A table that no pattern matches uses the
+/// default profile.
+#[derive(Debug, Clone, Default)]
+pub struct Profiles {
+    exact: HashMap<String, Option<Profile>>,
+    apps: HashMap<String, Option<Profile>>,
+    any: Option<Option<Profile>>,
+    default: Profile,
+}
+
+impl Profiles {
+    /// Sets the profile of a pattern (`None`: never cached). Bad patterns are errors.
+    pub fn set(&mut self, pattern: &str, profile: Option<Profile>) -> Result<(), Error> {
+        if pattern == "*.*" || pattern == "*" {
+            self.any = Some(profile);
+        } else if let Some(app) = pattern.strip_suffix(".*") {
+            if app.is_empty() || app.contains('*') {
+                return Err(Error::Config(format!("bad profile pattern {pattern:?}")));
+            }
+            self.apps.insert(app.to_owned(), profile);
+        } else if pattern.is_empty() || pattern.contains('*') {
+            return Err(Error::Config(format!(
+                "bad profile pattern {pattern:?}: use app.table, app.* or *.*"
+            )));
+        } else {
+            self.exact.insert(pattern.to_owned(), profile);
+        }
+        Ok(())
+    }
+
+    /// Sets the profile of tables no pattern matches.
+    pub fn set_default(&mut self, profile: Profile) {
+        self.default = profile;
+    }
+
+    /// The profile of a table, or `None` when it is never cached.
+    pub fn get(&self, table: &str) -> Option<&Profile> {
+        if let Some(p) = self.exact.get(table) {
+            return p.as_ref();
+        }
+        if let Some((app, _)) = table.split_once('.') {
+            if let Some(p) = self.apps.get(app) {
+                return p.as_ref();
+            }
+        }
+        match &self.any {
+            Some(p) => p.as_ref(),
+            None => Some(&self.default),
+        }
+    }
+
+    /// The profile of a table, falling back to the default even for "never cached" tables
+    /// (used by forced reads).
+    pub fn get_or_default(&self, table: &str) -> &Profile {
+        self.get(table).unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_specific_pattern_wins() {
+        let mut p = Profiles::default();
+        let secs = |s| Profile::new().timeout(Duration::from_secs(s));
+        p.set("*.*", Some(secs(1))).unwrap();
+        p.set("blog.*", Some(secs(2))).unwrap();
+        p.set("blog.article", Some(secs(3))).unwrap();
+        p.set("blog.log", None).unwrap();
+        assert_eq!(p.get("blog.article").unwrap().timeout.as_secs(), 3);
+        assert_eq!(p.get("blog.author").unwrap().timeout.as_secs(), 2);
+        assert_eq!(p.get("shop.item").unwrap().timeout.as_secs(), 1);
+        assert!(p.get("blog.log").is_none());
+        assert_eq!(p.get_or_default("blog.log").timeout.as_secs(), 15 * 60);
+    }
+
+    #[test]
+    fn default_applies_without_patterns() {
+        let p = Profiles::default();
+        assert_eq!(p.get("x.y"), Some(&Profile::default()));
+    }
+
+    #[test]
+    fn bad_patterns_are_errors() {
+        let mut p = Profiles::default();
+        assert!(matches!(p.set("a*b", None), Err(Error::Config(_))));
+        assert!(matches!(p.set(".*", None), Err(Error::Config(_))));
+        assert!(matches!(p.set("", None), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn ops_sets() {
+        let ops = Ops::from([Op::Get, Op::Count]);
+        assert!(ops.contains(Op::Get) && ops.contains(Op::Count));
+        assert!(!ops.contains(Op::Fetch));
+        assert!(Op::ALL.iter().all(|op| Ops::ALL.contains(*op)));
+    }
+}

@@ -1,0 +1,129 @@
+//! Descriptions of cached reads: [`Read`] for a table query, [`Dep`] for `cached_as`.
+
+use crate::cond::Cond;
+use crate::profile::Op;
+
+/// Whether a call forces caching on or off, whatever its profile says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Force {
+    /// Cache it even if the profile does not cache this operation or table.
+    Cache,
+    /// Never cache it: run the loader.
+    NoCache,
+}
+
+/// One read of a table: everything that shapes its result.
+///
+/// ```
+/// use stampcache::{Cond, Read};
+/// let read = Read::fetch("blog.article")
+///     .filter(Cond::eq("category", 3))
+///     .extra("ORDER BY id LIMIT 20");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read {
+    pub(crate) table: String,
+    pub(crate) op: Op,
+    pub(crate) cond: Cond,
+    pub(crate) extra: String,
+    pub(crate) db: String,
+    pub(crate) force: Option<Force>,
+}
+
+impl Read {
+    /// A read of `table` by operation `op`, of every row until filtered.
+    pub fn new(op: Op, table: impl Into<String>) -> Read {
+        Read {
+            table: table.into(),
+            op,
+            cond: Cond::all(),
+            extra: String::new(),
+            db: "default".to_owned(),
+            force: None,
+        }
+    }
+    /// One row ([`Op::Get`]).
+    pub fn get(table: impl Into<String>) -> Read {
+        Read::new(Op::Get, table)
+    }
+    /// A list of rows ([`Op::Fetch`]).
+    pub fn fetch(table: impl Into<String>) -> Read {
+        Read::new(Op::Fetch, table)
+    }
+    /// A count ([`Op::Count`]).
+    pub fn count(table: impl Into<String>) -> Read {
+        Read::new(Op::Count, table)
+    }
+    /// An aggregate ([`Op::Aggregate`]); describe it in [`extra`](Read::extra).
+    pub fn aggregate(table: impl Into<String>) -> Read {
+        Read::new(Op::Aggregate, table)
+    }
+    /// An existence test ([`Op::Exists`]).
+    pub fn exists(table: impl Into<String>) -> Read {
+        Read::new(Op::Exists, table)
+    }
+    /// Adds a condition (ANDed with the ones already there).
+    pub fn filter(mut self, cond: Cond) -> Read {
+        self.cond = match self.cond {
+            Cond::And(v) if v.is_empty() => cond,
+            c => c.and(cond),
+        };
+        self
+    }
+    /// Anything else that shapes the result (columns, order, limit, the SQL itself).
+    /// It goes into the key; it does not affect invalidation.
+    pub fn extra(mut self, extra: impl Into<String>) -> Read {
+        self.extra = extra.into();
+        self
+    }
+    /// The database alias (default `"default"`). Part of the key unless the profile is
+    /// `db_agnostic`.
+    pub fn db(mut self, alias: impl Into<String>) -> Read {
+        self.db = alias.into();
+        self
+    }
+    /// Forces caching for this call.
+    pub fn cache(mut self) -> Read {
+        self.force = Some(Force::Cache);
+        self
+    }
+    /// Forbids caching for this call.
+    pub fn nocache(mut self) -> Read {
+        self.force = Some(Force::NoCache);
+        self
+    }
+    /// The read's own table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+    /// The operation.
+    pub fn op(&self) -> Op {
+        self.op
+    }
+    /// The condition.
+    pub fn condition(&self) -> &Cond {
+        &self.cond
+    }
+}
+
+/// A dependency of a [`cached_as`](crate::Cache::cached_as) call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dep {
+    /// The call's result changes when this read's result can change.
+    Read(Read),
+    /// The call's result changes on any write to this table.
+    Table(String),
+}
+
+impl Dep {
+    /// A whole-table dependency.
+    pub fn table(table: impl Into<String>) -> Dep {
+        Dep::Table(table.into())
+    }
+}
+
+impl From<Read> for Dep {
+    fn from(r: Read) -> Dep {
+        Dep::Read(r)
+    }
+}

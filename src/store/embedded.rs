@@ -1,0 +1,248 @@
+//! The embedded store: the Redis store's semantics inside one process, for single-process
+//! programs, examples and tests. Stamps are numbers from a process-wide counter, so a
+//! recreated stamp never equals an old one.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache as Moka;
+use parking_lot::Mutex;
+
+use super::{EncodedRow, Fetch, HitBytes, Plan, Store, Token};
+use crate::error::Error;
+use crate::keys::{hash_hex, TableKeys};
+
+/// One stored value: the checksum it was stored with (empty for simple keys) and the bytes.
+struct Stored {
+    token: String,
+    payload: Vec<u8>,
+    expires: Instant,
+}
+
+/// Stamps and scheme sets: small, behind one lock.
+#[derive(Default)]
+struct Stamps {
+    values: HashMap<String, (u64, Instant)>,
+    schemes: HashMap<String, BTreeSet<String>>,
+    writes_since_sweep: usize,
+}
+
+impl Stamps {
+    fn live(&self, key: &str, now: Instant) -> Option<u64> {
+        self.values
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| *v)
+    }
+
+    /// Drops expired stamps now and then, so the map shrinks as reads go cold.
+    fn sweep(&mut self, now: Instant) {
+        self.writes_since_sweep += 1;
+        if self.writes_since_sweep >= 1024 {
+            self.writes_since_sweep = 0;
+            self.values.retain(|_, (_, exp)| *exp > now);
+        }
+    }
+}
+
+/// In-process store. Entries live in a moka cache bounded by bytes.
+pub(crate) struct EmbeddedStore {
+    stamps: Mutex<Stamps>,
+    entries: Moka<String, Arc<Stored>>,
+    counter: AtomicU64,
+}
+
+struct ByDeadline;
+impl moka::Expiry<String, Arc<Stored>> for ByDeadline {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        v: &Arc<Stored>,
+        now: Instant,
+    ) -> Option<Duration> {
+        Some(v.expires.saturating_duration_since(now))
+    }
+    fn expire_after_update(
+        &self,
+        _: &String,
+        v: &Arc<Stored>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.expires.saturating_duration_since(now))
+    }
+}
+
+impl EmbeddedStore {
+    /// A store holding at most `capacity_bytes` of entries.
+    pub fn new(capacity_bytes: u64) -> EmbeddedStore {
+        EmbeddedStore {
+            stamps: Mutex::new(Stamps::default()),
+            entries: Moka::builder()
+                .max_capacity(capacity_bytes)
+                .weigher(|k: &String, v: &Arc<Stored>| {
+                    (k.len() + v.token.len() + v.payload.len()).min(u32::MAX as usize) as u32
+                })
+                .expire_after(ByDeadline)
+                .build(),
+            counter: AtomicU64::new(1),
+        }
+    }
+
+    fn checksum(values: &[u64]) -> String {
+        let mut buf = Vec::with_capacity(values.len() * 8);
+        for v in values {
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        hash_hex(&buf)
+    }
+
+    fn current(&self, stamps: &Stamps, plan: &Plan, now: Instant) -> Option<String> {
+        let mut values = Vec::with_capacity(plan.stamps.len());
+        for k in &plan.stamps {
+            values.push(stamps.live(k, now)?);
+        }
+        Some(Self::checksum(&values))
+    }
+
+    fn live_entry(&self, key: &str) -> Option<Arc<Stored>> {
+        self.entries
+            .get(key)
+            .filter(|e| e.expires > Instant::now())
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error> {
+        let now = Instant::now();
+        let entry = if want_hit { self.live_entry(&plan.entry) } else { None };
+        let mut stamps = self.stamps.lock();
+        if let Some(e) = entry {
+            if self.current(&stamps, plan, now).as_deref() == Some(e.token.as_str()) {
+                return Ok(Fetch::Hit(HitBytes {
+                    buf: e.payload.clone(),
+                    start: 0,
+                }));
+            }
+        }
+        let ttl = plan.stamp_ttl();
+        let mut values = Vec::with_capacity(plan.stamps.len());
+        for k in &plan.stamps {
+            let v = match stamps.values.get_mut(k) {
+                Some((v, exp)) if *exp > now => {
+                    *exp = (*exp).max(now + ttl);
+                    *v
+                }
+                _ => {
+                    let v = self.counter.fetch_add(1, Ordering::Relaxed);
+                    stamps.values.insert(k.clone(), (v, now + ttl));
+                    stamps.sweep(now);
+                    v
+                }
+            };
+            values.push(v);
+        }
+        for (key, schemes) in &plan.schemes {
+            let set = stamps.schemes.entry(key.clone()).or_default();
+            for s in schemes {
+                if !set.contains(s) {
+                    set.insert(s.clone());
+                }
+            }
+        }
+        Ok(Fetch::Miss(Token(Self::checksum(&values))))
+    }
+
+    fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {
+        let now = Instant::now();
+        let stamps = self.stamps.lock();
+        if self.current(&stamps, plan, now).as_ref() != Some(&token.0) {
+            return Ok(false);
+        }
+        self.entries.insert(
+            plan.entry.clone(),
+            Arc::new(Stored {
+                token: token.0.clone(),
+                payload: payload.to_vec(),
+                expires: now + plan.ttl,
+            }),
+        );
+        Ok(true)
+    }
+
+    fn invalidate_rows(&self, batches: &[(TableKeys, Vec<EncodedRow>)]) -> Result<(), Error> {
+        let mut stamps = self.stamps.lock();
+        for (t, rows) in batches {
+            let schemes: Vec<String> = stamps
+                .schemes
+                .get(&t.schemes)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default();
+            for row in rows {
+                let row: HashMap<&str, &str> =
+                    row.iter().map(|(f, v)| (f.as_str(), v.as_str())).collect();
+                for scheme in &schemes {
+                    let mut key = t.conj_prefix.clone();
+                    let mut complete = true;
+                    for (i, field) in scheme.split('&').filter(|f| !f.is_empty()).enumerate() {
+                        let Some(v) = row.get(field) else {
+                            complete = false;
+                            break;
+                        };
+                        if i > 0 {
+                            key.push('&');
+                        }
+                        key.push_str(field);
+                        key.push('=');
+                        key.push_str(v);
+                    }
+                    let gone = if complete { key } else { t.gen.clone() };
+                    stamps.values.remove(&gone);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error> {
+        let mut stamps = self.stamps.lock();
+        for g in gens {
+            stamps.values.remove(g);
+        }
+        Ok(())
+    }
+
+    fn invalidate_all(&self, _pattern: &str) -> Result<(), Error> {
+        let mut stamps = self.stamps.lock();
+        stamps.values.clear();
+        stamps.schemes.clear();
+        self.entries.invalidate_all();
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.live_entry(key).map(|e| e.payload.clone()))
+    }
+
+    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error> {
+        self.entries.insert(
+            key.to_owned(),
+            Arc::new(Stored {
+                token: String::new(),
+                payload: value.to_vec(),
+                expires: Instant::now() + ttl,
+            }),
+        );
+        Ok(())
+    }
+
+    fn delete(&self, keys: &[String]) -> Result<bool, Error> {
+        let mut any = false;
+        for k in keys {
+            any |= self.entries.remove(k).is_some();
+        }
+        Ok(any)
+    }
+}

@@ -1,0 +1,93 @@
+//! Stores: where stamps and entries live. [`redis`] is the shared tier; [`embedded`] has the
+//! same semantics in one process. Both implement [`Store`]; everything above is shared.
+//!
+//! The protocol, for one read:
+//! 1. `fetch(plan, true)`: the entry if every stamp in `plan` still matches the checksum it
+//!    was stored with; otherwise the current stamps are read (created where absent) and
+//!    returned as a [`Token`]. This happens *before* the loader runs.
+//! 2. the loader runs;
+//! 3. `store(plan, token, payload)`: stores the payload tagged with the token, unless the
+//!    stamps changed meanwhile. Even if stored, a later change of any stamp kills it.
+
+pub mod embedded;
+pub mod redis;
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::keys::TableKeys;
+
+/// Everything a store needs to read or fill one cached entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// The entry's key.
+    pub entry: String,
+    /// Stamp keys the entry depends on, in a fixed order.
+    pub stamps: Vec<String>,
+    /// Scheme sets to register (key, schemes) before the loader runs.
+    pub schemes: Vec<(String, Vec<String>)>,
+    /// Entry lifetime.
+    pub ttl: Duration,
+}
+
+impl Plan {
+    /// Stamps outlive every entry that uses them (cacheops' `2 * timeout + 10 s`).
+    pub fn stamp_ttl(&self) -> Duration {
+        self.ttl * 2 + Duration::from_secs(10)
+    }
+}
+
+/// The checksum of the stamps read before a loader ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Token(pub String);
+
+/// Bytes of a hit; the payload starts at `start`.
+#[derive(Debug)]
+pub(crate) struct HitBytes {
+    pub buf: Vec<u8>,
+    pub start: usize,
+}
+
+impl HitBytes {
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+/// The answer of [`Store::fetch`].
+#[derive(Debug)]
+pub(crate) enum Fetch {
+    /// A valid entry.
+    Hit(HitBytes),
+    /// No valid entry; the stamps to store a fresh one under.
+    Miss(Token),
+}
+
+/// A row image ready for invalidation: (escaped field, encoded value) pairs.
+pub(crate) type EncodedRow = Vec<(String, String)>;
+
+/// The operations the cache needs from a store. Implementations are blocking.
+pub(crate) trait Store: Send + Sync {
+    /// Step 1 of a read: the valid entry, or the current stamps. With `want_hit` false it
+    /// skips the entry and only prepares stamps.
+    fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error>;
+    /// Step 3 of a read: stores `payload` if the stamps still match `token`.
+    fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error>;
+    /// Deletes the stamps of every conjunction the rows match, per table, in one call.
+    fn invalidate_rows(&self, batches: &[(TableKeys, Vec<EncodedRow>)]) -> Result<(), Error>;
+    /// Deletes generation stamps: every entry of those tables dies.
+    fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error>;
+    /// Deletes every key matching the pattern (`KeySpace::scan_pattern`).
+    fn invalidate_all(&self, pattern: &str) -> Result<(), Error>;
+    /// Simple cache: raw get.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
+    /// Simple cache: raw set with a lifetime.
+    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error>;
+    /// Simple cache: delete; true if something was deleted.
+    fn delete(&self, keys: &[String]) -> Result<bool, Error>;
+}
+
+/// Milliseconds for Redis `PX`, at least 1.
+pub(crate) fn millis(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
+}

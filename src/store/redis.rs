@@ -1,0 +1,381 @@
+//! The shared tier: Redis, through Lua scripts (EVALSHA, reloaded on `NOSCRIPT`).
+//!
+//! Stamps are random per call (a client nonce plus the key's position), so a deleted and
+//! recreated stamp never equals an old one. An entry's first 40 bytes are the SHA-1 of the
+//! stamps it was computed under, joined by `,`; the payload follows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::{Client, Connection, Script, Value as RValue};
+
+use super::{millis, EncodedRow, Fetch, HitBytes, Plan, Store, Token};
+use crate::error::Error;
+use crate::keys::TableKeys;
+
+const CHECKSUM_LEN: usize = 40;
+
+/// KEYS: entry, stamps..., scheme sets...
+/// ARGV: want_hit, n_stamps, stamp_ttl_ms, nonce, then per scheme set: count, schemes...
+/// Returns {1, entry} on a valid hit, {0, checksum} after preparing stamps.
+const FETCH: &str = r"
+local n = tonumber(ARGV[2])
+local stamps = {}
+if n > 0 then stamps = redis.call('MGET', unpack(KEYS, 2, n + 1)) end
+if ARGV[1] == '1' then
+  local e = redis.call('GET', KEYS[1])
+  if e then
+    local ok = true
+    for i = 1, n do if not stamps[i] then ok = false break end end
+    if ok and string.sub(e, 1, 40) == redis.sha1hex(table.concat(stamps, ',')) then
+      return {1, e}
+    end
+  end
+end
+local ttl = tonumber(ARGV[3])
+for i = 1, n do
+  local k = KEYS[i + 1]
+  if not stamps[i] then
+    stamps[i] = ARGV[4] .. i
+    redis.call('SET', k, stamps[i], 'PX', ttl)
+  elseif redis.call('PTTL', k) < ttl then
+    redis.call('PEXPIRE', k, ttl)
+  end
+end
+local a = 5
+for j = n + 2, #KEYS do
+  local c = tonumber(ARGV[a])
+  if c > 0 then redis.call('SADD', KEYS[j], unpack(ARGV, a + 1, a + c)) end
+  a = a + 1 + c
+end
+return {0, redis.sha1hex(table.concat(stamps, ','))}
+";
+
+/// KEYS: entry, stamps...  ARGV: entry value (checksum + payload), ttl_ms.
+/// Stores only if the stamps still match; returns 1 if stored.
+const STORE: &str = r"
+local stamps = {}
+if #KEYS > 1 then stamps = redis.call('MGET', unpack(KEYS, 2, #KEYS)) end
+for i = 1, #KEYS - 1 do if not stamps[i] then return 0 end end
+if string.sub(ARGV[1], 1, 40) ~= redis.sha1hex(table.concat(stamps, ',')) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// KEYS: scheme set, generation.  ARGV: conj prefix, n_rows, per row: n_fields, (field, value)...
+/// Deletes the conjunction stamp each row builds for each scheme. A row missing a field a
+/// scheme needs cannot name its conjunction: the whole table is invalidated instead.
+const INVALIDATE: &str = r"
+local schemes = redis.call('SMEMBERS', KEYS[1])
+local del = {}
+local whole = false
+local a = 3
+for r = 1, tonumber(ARGV[2]) do
+  local nf = tonumber(ARGV[a])
+  local row = {}
+  for f = 1, nf do row[ARGV[a + 2 * f - 1]] = ARGV[a + 2 * f] end
+  a = a + 1 + 2 * nf
+  for _, s in ipairs(schemes) do
+    local parts = {}
+    local complete = true
+    for field in string.gmatch(s, '[^&]+') do
+      local v = row[field]
+      if v == nil then complete = false break end
+      parts[#parts + 1] = field .. '=' .. v
+    end
+    if complete then del[#del + 1] = ARGV[1] .. table.concat(parts, '&') else whole = true end
+  end
+end
+if whole then del[#del + 1] = KEYS[2] end
+for i = 1, #del, 1000 do
+  redis.call('UNLINK', unpack(del, i, math.min(i + 999, #del)))
+end
+return #del
+";
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisOptions {
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub io_timeout: Duration,
+}
+
+/// Redis with a small pool of blocking connections.
+pub(crate) struct RedisStore {
+    client: Client,
+    idle: Mutex<Vec<Connection>>,
+    opts: RedisOptions,
+    fetch: Script,
+    store: Script,
+    invalidate: Script,
+    nonce: AtomicU64,
+}
+
+impl RedisStore {
+    /// Parses the URL (`redis://`, `rediss://`, `unix://`, with db and password); connects lazily.
+    pub fn open(url: &str, opts: RedisOptions) -> Result<RedisStore, Error> {
+        let client = Client::open(url)
+            .map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
+        Ok(RedisStore {
+            client,
+            idle: Mutex::new(Vec::new()),
+            opts,
+            fetch: Script::new(FETCH),
+            store: Script::new(STORE),
+            invalidate: Script::new(INVALIDATE),
+            nonce: AtomicU64::new(seed()),
+        })
+    }
+
+    /// Runs `f` on a pooled connection; a connection that failed is dropped, not returned.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, Error> {
+        let pooled = self.idle.lock().pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = self
+                    .client
+                    .get_connection_with_timeout(self.opts.connect_timeout)?;
+                c.set_read_timeout(Some(self.opts.io_timeout))?;
+                c.set_write_timeout(Some(self.opts.io_timeout))?;
+                c
+            }
+        };
+        let result = f(&mut conn);
+        if result.is_ok() {
+            let mut idle = self.idle.lock();
+            if idle.len() < self.opts.pool_size {
+                idle.push(conn);
+            }
+        }
+        Ok(result?)
+    }
+
+    /// A stamp prefix no other call has used: 64 random-looking bits, then a separator.
+    fn next_nonce(&self) -> String {
+        let n = self.nonce.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        format!("{:016x}.", mix(n))
+    }
+}
+
+/// Seeds the nonce sequence from the process' random hasher keys, the pid and the clock.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// A bijective 64-bit mixer (splitmix64's finaliser): distinct inputs, distinct outputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn protocol(what: &str, v: &RValue) -> Error {
+    Error::Protocol(format!("{what}: {v:?}"))
+}
+
+/// Parses the fetch script's reply.
+fn parse_fetch(v: RValue) -> Result<Fetch, Error> {
+    let RValue::Array(items) = v else {
+        return Err(protocol("fetch", &v));
+    };
+    let mut it = items.into_iter();
+    match (it.next(), it.next()) {
+        (Some(RValue::Int(1)), Some(RValue::BulkString(buf))) if buf.len() >= CHECKSUM_LEN => {
+            Ok(Fetch::Hit(HitBytes {
+                buf,
+                start: CHECKSUM_LEN,
+            }))
+        }
+        (Some(RValue::Int(0)), Some(RValue::BulkString(cs))) if cs.len() == CHECKSUM_LEN => {
+            String::from_utf8(cs)
+                .map(|s| Fetch::Miss(Token(s)))
+                .map_err(|_| Error::Protocol("fetch: checksum is not text".into()))
+        }
+        (a, b) => Err(Error::Protocol(format!("fetch: {a:?}, {b:?}"))),
+    }
+}
+
+impl Store for RedisStore {
+    fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error> {
+        let mut inv = self.fetch.prepare_invoke();
+        inv.key(&plan.entry);
+        for k in &plan.stamps {
+            inv.key(k);
+        }
+        inv.arg(if want_hit { "1" } else { "0" })
+            .arg(plan.stamps.len())
+            .arg(millis(plan.stamp_ttl()))
+            .arg(self.next_nonce());
+        for (key, schemes) in &plan.schemes {
+            inv.key(key);
+            inv.arg(schemes.len());
+            for s in schemes {
+                inv.arg(s);
+            }
+        }
+        let reply: RValue = self.with_conn(|c| inv.invoke(c))?;
+        parse_fetch(reply)
+    }
+
+    fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {
+        let mut value = Vec::with_capacity(CHECKSUM_LEN + payload.len());
+        value.extend_from_slice(token.0.as_bytes());
+        value.extend_from_slice(payload);
+        let mut inv = self.store.prepare_invoke();
+        inv.key(&plan.entry);
+        for k in &plan.stamps {
+            inv.key(k);
+        }
+        inv.arg(value).arg(millis(plan.ttl));
+        let stored: i64 = self.with_conn(|c| inv.invoke(c))?;
+        Ok(stored == 1)
+    }
+
+    fn invalidate_rows(&self, batches: &[(TableKeys, Vec<EncodedRow>)]) -> Result<(), Error> {
+        let mut pipe = redis::pipe();
+        for (t, rows) in batches {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.invalidate.get_hash())
+                .arg(2)
+                .arg(&t.schemes)
+                .arg(&t.gen)
+                .arg(&t.conj_prefix)
+                .arg(rows.len());
+            for row in rows {
+                cmd.arg(row.len());
+                for (f, v) in row {
+                    cmd.arg(f).arg(v);
+                }
+            }
+            pipe.add_command(cmd);
+        }
+        let run = |c: &mut Connection| pipe.query::<Vec<RValue>>(c);
+        match self.with_conn(run) {
+            Err(Error::Redis(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.with_conn(|c| self.invalidate.prepare_invoke().load(c))?;
+                self.with_conn(run)?;
+            }
+            r => {
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error> {
+        if gens.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for g in gens {
+            pipe.unlink(g).ignore();
+        }
+        self.with_conn(|c| pipe.query::<()>(c))
+    }
+
+    fn invalidate_all(&self, pattern: &str) -> Result<(), Error> {
+        self.with_conn(|c| {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(c)?;
+                if !keys.is_empty() {
+                    redis::cmd("UNLINK").arg(&keys).query::<()>(c)?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        })
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.with_conn(|c| redis::cmd("GET").arg(key).query(c))
+    }
+
+    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error> {
+        self.with_conn(|c| {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(millis(ttl))
+                .query(c)
+        })
+    }
+
+    fn delete(&self, keys: &[String]) -> Result<bool, Error> {
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        let n: i64 = self.with_conn(|c| redis::cmd("UNLINK").arg(keys).query(c))?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_or_fail_typed() {
+        let hit = RValue::Array(vec![RValue::Int(1), RValue::BulkString([b'a'; 42].to_vec())]);
+        assert!(matches!(parse_fetch(hit), Ok(Fetch::Hit(h)) if h.payload() == b"aa"));
+        let miss = RValue::Array(vec![RValue::Int(0), RValue::BulkString([b'b'; 40].to_vec())]);
+        assert!(matches!(parse_fetch(miss), Ok(Fetch::Miss(t)) if t.0 == "b".repeat(40)));
+        for bad in [
+            RValue::Nil,
+            RValue::Array(vec![]),
+            RValue::Array(vec![RValue::Int(1), RValue::BulkString(b"short".to_vec())]),
+            RValue::Array(vec![RValue::Int(0), RValue::Int(3)]),
+        ] {
+            assert!(matches!(parse_fetch(bad), Err(Error::Protocol(_))));
+        }
+    }
+
+    #[test]
+    fn nonces_do_not_repeat() {
+        let s = RedisStore::open(
+            "redis://127.0.0.1:1/",
+            RedisOptions {
+                pool_size: 1,
+                connect_timeout: Duration::from_millis(10),
+                io_timeout: Duration::from_millis(10),
+            },
+        )
+        .unwrap();
+        let a: std::collections::HashSet<String> = (0..10_000).map(|_| s.next_nonce()).collect();
+        assert_eq!(a.len(), 10_000);
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors() {
+        let opts = RedisOptions {
+            pool_size: 1,
+            connect_timeout: Duration::from_millis(10),
+            io_timeout: Duration::from_millis(10),
+        };
+        assert!(matches!(RedisStore::open("http://x", opts), Err(Error::Config(_))));
+    }
+}

@@ -1,0 +1,328 @@
+//! Scalar values and their one canonical encoding.
+//!
+//! Keys are built from [`Value::encode`], so two values give the same key exactly when they
+//! are the same value: `3_i32`, `3_i64`, `3_u8` and `3.0_f64` all encode as `i3`. Every
+//! encoding starts with a type letter, and text escapes the characters that keys use as
+//! separators, so no two distinct values (nor a value and its neighbours in a key) collide.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A scalar column value: what conditions compare and row images hold.
+///
+/// Dates and times are text in a canonical form (see [`Value::timestamp`]); use the same
+/// form in conditions and row images.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// SQL `NULL` (and Rust `None`).
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// Any integer; every integer type maps here.
+    Int(i128),
+    /// A float; integral floats encode like the equal integer.
+    Float(f64),
+    /// Text (also dates and times, as canonical text).
+    Text(String),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+}
+
+/// The normalised form equality, ordering and hashing use: the same relation as `encode`.
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Norm<'a> {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(u64),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
+impl Value {
+    fn norm(&self) -> Norm<'_> {
+        match self {
+            Value::Null => Norm::Null,
+            Value::Bool(b) => Norm::Bool(*b),
+            Value::Int(i) => Norm::Int(*i),
+            Value::Float(f) => match integral(*f) {
+                Some(i) => Norm::Int(i),
+                None if f.is_nan() => Norm::Float(f64::NAN.to_bits()),
+                None => Norm::Float(f.to_bits()),
+            },
+            Value::Text(s) => Norm::Text(s),
+            Value::Bytes(b) => Norm::Bytes(b),
+        }
+    }
+
+    /// True for [`Value::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Appends the canonical encoding of this value to `out`.
+    pub fn encode_into(&self, out: &mut String) {
+        match self.norm() {
+            Norm::Null => out.push('N'),
+            Norm::Bool(true) => out.push('T'),
+            Norm::Bool(false) => out.push('F'),
+            Norm::Int(i) => {
+                let _ = write!(out, "i{i}");
+            }
+            Norm::Float(bits) => {
+                let _ = write!(out, "r{:?}", f64::from_bits(bits));
+            }
+            Norm::Text(s) => {
+                out.push('s');
+                escape_into(s, out);
+            }
+            Norm::Bytes(b) => {
+                out.push('x');
+                for byte in b {
+                    let _ = write!(out, "{byte:02x}");
+                }
+            }
+        }
+    }
+
+    /// The canonical encoding of this value, as it appears in keys.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        self.encode_into(&mut s);
+        s
+    }
+
+    /// A point in time as canonical text: UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    ///
+    /// Times before 1970 are clamped to the epoch.
+    pub fn timestamp(t: SystemTime) -> Value {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        let (y, m, day) = civil_from_days((secs / 86_400) as i64);
+        let rem = secs % 86_400;
+        Value::Text(format!(
+            "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            d.subsec_micros()
+        ))
+    }
+
+    /// A calendar date as canonical text: `YYYY-MM-DD`.
+    pub fn date(year: i32, month: u32, day: u32) -> Value {
+        Value::Text(format!("{year:04}-{month:02}-{day:02}"))
+    }
+}
+
+/// The integer a float equals, if it is integral and exactly representable.
+fn integral(f: f64) -> Option<i128> {
+    // 2^63 bounds keep the conversion exact; -0.0 becomes 0.
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.223_372_036_854_776e18 {
+        Some(f as i128)
+    } else {
+        None
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Escapes the characters keys use as separators (and `%` itself) as `%XX`.
+pub(crate) fn escape_into(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '%' | '&' | '=' | ':' | '{' | '}' | '|' | ',' | '*' | '?' | '[' | ']' | '\\' => {
+                let _ = write!(out, "%{:02X}", c as u32);
+            }
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "%{b:02X}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// `escape_into` into a new string.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape_into(s, &mut out);
+    out
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.norm() == other.norm()
+    }
+}
+impl Eq for Value {}
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.norm().hash(state)
+    }
+}
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.norm().cmp(&other.norm())
+    }
+}
+
+macro_rules! from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self { Value::Int(v as i128) }
+        }
+    )*};
+}
+from_int!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, usize);
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+impl From<f32> for Value {
+    fn from(v: f32) -> Self {
+        Value::Float(f64::from(v))
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<char> for Value {
+    fn from(v: char) -> Self {
+        Value::Text(v.to_string())
+    }
+}
+impl From<&[u8]> for Value {
+    fn from(v: &[u8]) -> Self {
+        Value::Bytes(v.to_vec())
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v)
+    }
+}
+impl From<SystemTime> for Value {
+    fn from(v: SystemTime) -> Self {
+        Value::timestamp(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    #[test]
+    fn integers_of_every_width_encode_alike() {
+        let e = Value::from(3_i64).encode();
+        assert_eq!(e, "i3");
+        assert_eq!(Value::from(3_i32).encode(), e);
+        assert_eq!(Value::from(3_u8).encode(), e);
+        assert_eq!(Value::from(3_u64).encode(), e);
+        assert_eq!(Value::from(3.0_f64).encode(), e);
+        assert_eq!(Value::from(3_i32), Value::from(3.0_f32));
+        assert_eq!(Value::from(-0.0_f64), Value::from(0));
+        assert_eq!(Value::from(u64::MAX).encode(), format!("i{}", u64::MAX));
+    }
+
+    #[test]
+    fn distinct_values_never_collide() {
+        let values = vec![
+            Value::Null,
+            Value::from(""),
+            Value::from("N"),
+            Value::from("i3"),
+            Value::from(3),
+            Value::from(3.5),
+            Value::from(true),
+            Value::from("T"),
+            Value::from(false),
+            Value::from("a&b=c"),
+            Value::from("a%26b%3Dc"),
+            Value::from("a:b"),
+            Value::from("{x}"),
+            Value::from("ключ"),
+            Value::from("日本"),
+            Value::from(vec![0x61u8]),
+            Value::from("x61"),
+            Value::from("a\u{0}b"),
+            Value::from(f64::NAN),
+            Value::from(f64::INFINITY),
+            Value::from(1e300),
+        ];
+        let encodings: HashSet<String> = values.iter().map(Value::encode).collect();
+        assert_eq!(encodings.len(), values.len());
+        for v in &values {
+            let e = v.encode();
+            for sep in ['&', '=', ':', '{', '}', '|'] {
+                assert!(!e.contains(sep), "{e} contains {sep}");
+            }
+        }
+    }
+
+    #[test]
+    fn unicode_text_stays_readable() {
+        assert_eq!(Value::from("ключ").encode(), "sключ");
+        assert_eq!(Value::from("a&b").encode(), "sa%26b");
+    }
+
+    #[test]
+    fn timestamps_are_canonical_utc() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(
+            Value::timestamp(t),
+            Value::from("2023-11-14T22:13:20.123456Z")
+        );
+        assert_eq!(Value::timestamp(UNIX_EPOCH), Value::from("1970-01-01T00:00:00.000000Z"));
+        assert_eq!(Value::date(2024, 2, 29), Value::from("2024-02-29"));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+
+    #[test]
+    fn nan_equals_itself_for_keys() {
+        assert_eq!(Value::from(f64::NAN), Value::from(-f64::NAN));
+        assert_ne!(Value::from(0.5), Value::from(0.25));
+    }
+}
