@@ -68,6 +68,13 @@ impl Row {
     }
 }
 
+impl Serialize for Row {
+    /// A map of field to value, so a `Row` can go wherever a row struct can.
+    fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter())
+    }
+}
+
 impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Row {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         Row(iter

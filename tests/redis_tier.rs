@@ -1,0 +1,309 @@
+//! Behaviour only Redis has: key layout and TTLs, bad bytes, failures, URLs, eviction.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Article, Loads, RedisServer};
+use stampcache::{Cache, Cond, Error, Event, Outcome, Profile, Read, Target};
+
+fn keys(conn: &mut redis::Connection, pattern: &str) -> Vec<String> {
+    let mut ks: Vec<String> = redis::cmd("KEYS").arg(pattern).query(conn).unwrap();
+    ks.sort();
+    ks
+}
+
+fn pttl(conn: &mut redis::Connection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query(conn).unwrap()
+}
+
+fn count(c: i64) -> Read {
+    Read::count("blog.article").filter(Cond::eq("category", c))
+}
+
+#[test]
+fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
+    let server = RedisServer::start(&[]);
+    let cache = Cache::builder()
+        .redis(server.url())
+        .prefix("p:")
+        .profile("blog.article", Profile::new().timeout(Duration::from_secs(100)))
+        .build()
+        .unwrap();
+    let _: u64 = cache.get_or_load(&count(1), || 5).unwrap();
+    let mut conn = server.conn();
+    let entries = keys(&mut conn, "p:sc1:{blog.article}:e:*");
+    assert_eq!(entries.len(), 1);
+    let ttl = pttl(&mut conn, &entries[0]);
+    assert!(ttl > 90_000 && ttl <= 100_000, "entry ttl {ttl}");
+    let stamps = keys(&mut conn, "p:sc1:{blog.article}:[cg]*");
+    assert_eq!(
+        stamps,
+        vec!["p:sc1:{blog.article}:c:category=i1", "p:sc1:{blog.article}:g"]
+    );
+    for s in &stamps {
+        let t = pttl(&mut conn, s);
+        assert!(t > 200_000 && t <= 210_000, "stamp {s} ttl {t}");
+    }
+    // Scheme sets are persistent: losing one would lose invalidations.
+    let schemes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("p:sc1:{blog.article}:s")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(schemes, vec!["category"]);
+    assert_eq!(pttl(&mut conn, "p:sc1:{blog.article}:s"), -1);
+}
+
+#[test]
+fn one_row_invalidation_is_one_round_trip_whatever_is_cached() {
+    let server = RedisServer::start(&[]);
+    let cache = Cache::from_url(&server.url()).unwrap();
+    for c in 0..100 {
+        let _: u64 = cache.get_or_load(&count(c), || 1).unwrap();
+    }
+    for id in 0..500 {
+        let _: u64 = cache
+            .get_or_load(&Read::get("blog.article").filter(Cond::eq("id", id)), || 1)
+            .unwrap();
+    }
+    // The first invalidation loads the script (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA).
+    cache.on_insert("blog.article", &Article::new(8)).unwrap();
+    // Watch every command the server runs; script-internal ones are marked `lua`.
+    let mut monitor = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    monitor.write_all(b"MONITOR\r\n").unwrap();
+    let mut lines = BufReader::new(monitor.try_clone().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "+OK");
+    cache.on_insert("blog.article", &Article::new(7)).unwrap();
+    let mut conn = server.conn();
+    let _: String = redis::cmd("ECHO").arg("end-marker").query(&mut conn).unwrap();
+    let mut from_clients = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        if line.contains("end-marker") {
+            break;
+        }
+        if !line.contains(" lua]") {
+            from_clients.push(line);
+        }
+    }
+    assert_eq!(from_clients.len(), 1, "one round trip: {from_clients:?}");
+    assert!(from_clients[0].contains("\"EVALSHA\""), "{from_clients:?}");
+}
+
+#[test]
+fn corrupt_bytes_are_a_miss_and_an_event() {
+    let server = RedisServer::start(&[]);
+    let failures = Arc::new(Mutex::new(0));
+    let seen = failures.clone();
+    let cache = Cache::builder()
+        .redis(server.url())
+        .prefix("p:")
+        .on_event(move |e| {
+            if let Event::DecodeFailed { .. } = e {
+                *seen.lock().unwrap() += 1;
+            }
+        })
+        .build()
+        .unwrap();
+    let read = Read::fetch("blog.article").filter(Cond::eq("category", 1));
+    let loads = Loads::default();
+    let _: Vec<String> = cache.get_or_load(&read, loads.of(vec!["a".into()])).unwrap();
+    let mut conn = server.conn();
+    let entry = keys(&mut conn, "p:sc1:{blog.article}:e:*").remove(0);
+    let stored: Vec<u8> = redis::cmd("GET").arg(&entry).query(&mut conn).unwrap();
+    // Keep the valid checksum, break the payload: a length that runs past the end.
+    let mut bad = stored[..40].to_vec();
+    bad.extend_from_slice(&[0xff, 0xff, 0xff, 0x0f, 1]);
+    let _: () = redis::cmd("SET").arg(&entry).arg(&bad).query(&mut conn).unwrap();
+    let v: Vec<String> = cache.get_or_load(&read, loads.of(vec!["b".into()])).unwrap();
+    assert_eq!(v, vec!["b"]);
+    assert_eq!(*failures.lock().unwrap(), 1);
+    // The fresh value replaced the bad one.
+    let v: Vec<String> = cache.get_or_load(&read, loads.of(vec!["c".into()])).unwrap();
+    assert_eq!(v, vec!["b"]);
+    // Garbage without a valid checksum, and a short value: plain misses.
+    for junk in [&b"short"[..], &[0u8; 100][..]] {
+        let _: () = redis::cmd("SET").arg(&entry).arg(junk).query(&mut conn).unwrap();
+        let v: Vec<String> = cache.get_or_load(&read, loads.of(vec!["d".into()])).unwrap();
+        assert_eq!(v, vec!["d"]);
+    }
+    assert_eq!(loads.count(), 4);
+}
+
+fn outcome_log(builder: stampcache::Builder) -> (stampcache::Builder, Arc<Mutex<Vec<Outcome>>>) {
+    let log: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let sink = log.clone();
+    let b = builder.on_event(move |e| {
+        if let Event::Read {
+            target: Target::Table { .. },
+            outcome,
+        } = e
+        {
+            sink.lock().unwrap().push(*outcome);
+        }
+    });
+    (b, log)
+}
+
+#[test]
+fn redis_stopped_with_degrade_runs_the_loader_and_replays_invalidations() {
+    let server = RedisServer::start(&[]);
+    let (b, log) = outcome_log(
+        Cache::builder()
+            .redis(server.url())
+            .degrade_on_failure(true)
+            .io_timeout(Duration::from_millis(200))
+            .connect_timeout(Duration::from_millis(200)),
+    );
+    let cache = b.build().unwrap();
+    let get1 = Read::get("blog.article").filter(Cond::eq("id", 1));
+    let get2 = Read::get("blog.article").filter(Cond::eq("id", 2));
+    let _: String = cache.get_or_load(&get1, || "v1".to_string()).unwrap();
+    let _: String = cache.get_or_load(&get2, || "w1".to_string()).unwrap();
+
+    server.pause(); // Redis keeps its data but answers nothing.
+    let old = Article::new(1);
+    let new = Article {
+        title: "v2".into(),
+        ..old.clone()
+    };
+    cache.on_update("blog.article", &old, &new).unwrap(); // queued
+    assert!(cache.pending_invalidations() > 0);
+    let v: String = cache.get_or_load(&get1, || "v2".to_string()).unwrap();
+    assert_eq!(v, "v2", "degraded: the loader answers");
+
+    server.resume();
+    // The queued invalidation is replayed before anything is read: v1 is never served.
+    let v: String = cache.get_or_load(&get1, || "v2".to_string()).unwrap();
+    assert_eq!(v, "v2");
+    assert_eq!(cache.pending_invalidations(), 0);
+    let w: String = cache
+        .get_or_load(&get2, || panic!("row 2 was not written"))
+        .unwrap();
+    assert_eq!(w, "w1");
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            Outcome::Miss,
+            Outcome::Miss,
+            Outcome::Degraded,
+            Outcome::Miss,
+            Outcome::Hit
+        ]
+    );
+}
+
+#[test]
+fn redis_stopped_without_degrade_fails_and_still_keeps_invalidations() {
+    let server = RedisServer::start(&[]);
+    let cache = Cache::builder()
+        .redis(server.url())
+        .io_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let get1 = Read::get("blog.article").filter(Cond::eq("id", 1));
+    let _: String = cache.get_or_load(&get1, || "v1".to_string()).unwrap();
+    server.pause();
+    let err = cache
+        .on_insert("blog.article", &Article::new(1))
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    let err = cache
+        .get_or_load(&get1, || "never".to_string())
+        .unwrap_err();
+    assert!(matches!(err, Error::Redis(_)), "{err}");
+    server.resume();
+    let v: String = cache.get_or_load(&get1, || "v2".to_string()).unwrap();
+    assert_eq!(v, "v2", "the failed invalidation was replayed");
+}
+
+#[test]
+fn redis_restarted_serves_nothing_old() {
+    let mut server = RedisServer::start(&[]);
+    let cache = Cache::builder()
+        .redis(server.url())
+        .degrade_on_failure(true)
+        .io_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let loads = Loads::default();
+    let _: u64 = cache.get_or_load(&count(1), loads.of(1)).unwrap();
+    server.stop();
+    let v: u64 = cache.get_or_load(&count(1), loads.of(2)).unwrap();
+    assert_eq!(v, 2, "down: the loader answers");
+    server.restart();
+    let v: u64 = cache.get_or_load(&count(1), loads.of(3)).unwrap();
+    assert_eq!(v, 3, "pooled connections to the old server are replaced");
+    let v: u64 = cache.get_or_load(&count(1), loads.of(4)).unwrap();
+    assert_eq!(v, 3);
+}
+
+#[test]
+fn urls_with_db_password_and_unix_socket() {
+    let dir = std::env::temp_dir().join(format!("stampcache-sock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("redis.sock");
+    let server = RedisServer::start(&[
+        "--requirepass",
+        "s3cret",
+        "--unixsocket",
+        sock.to_str().unwrap(),
+        "--unixsocketperm",
+        "700",
+    ]);
+    let tcp = format!("redis://:s3cret@127.0.0.1:{}/3", server.port);
+    let unix = format!("unix://{}?db=3&pass=s3cret", sock.display());
+    let a = Cache::from_url(&tcp).unwrap();
+    let b = Cache::from_url(&unix).unwrap();
+    let loads = Loads::default();
+    let _: u64 = a.get_or_load(&count(1), loads.of(1)).unwrap();
+    let _: u64 = b.get_or_load(&count(1), loads.of(1)).unwrap();
+    assert_eq!(loads.count(), 1, "both URLs reach database 3 of one server");
+    let wrong = Cache::from_url(&format!("redis://:nope@127.0.0.1:{}/3", server.port)).unwrap();
+    assert!(matches!(wrong.get_or_load(&count(1), || 1u64), Err(Error::Redis(_))));
+    assert!(matches!(Cache::from_url("http://x"), Err(Error::Config(_))));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn eviction_under_volatile_lru_costs_misses_never_staleness() {
+    let server = RedisServer::start(&["--maxmemory", "4mb", "--maxmemory-policy", "volatile-lru"]);
+    let cache = Cache::from_url(&server.url()).unwrap();
+    // The "database": a version per category, bumped on each write.
+    let mut versions = [0u64; 50];
+    let body = "x".repeat(4000);
+    for round in 0..3 {
+        for c in 0..50 {
+            if (c + round) % 4 == 0 {
+                versions[c] += 1;
+                let a = Article {
+                    category: c as i64,
+                    ..Article::new(c as i64)
+                };
+                cache.on_insert("blog.article", &a).unwrap();
+            }
+        }
+        for id in 0..1500 {
+            let c = id % 50;
+            let read = Read::fetch("blog.article")
+                .filter(Cond::eq("category", c as i64))
+                .extra(format!("page {id}"));
+            let want = (versions[c], body.clone());
+            let got: (u64, String) = cache.get_or_load(&read, || want.clone()).unwrap();
+            assert_eq!(got.0, versions[c], "stale read in round {round}");
+        }
+    }
+    let mut conn = server.conn();
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+    let evicted: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("evicted_keys:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(evicted > 0, "the test must actually evict");
+}
