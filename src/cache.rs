@@ -2,6 +2,7 @@
 //! decides what to read, what to store and what to invalidate, for every store alike.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,7 +285,6 @@ impl<C: Codec> Builder<C> {
 #[derive(Default)]
 pub(crate) struct Deps {
     stamps: Vec<String>,
-    seen: BTreeSet<String>,
     schemes: BTreeMap<String, BTreeSet<String>>,
     tables: Vec<String>,
     dbs: Vec<String>,
@@ -293,7 +293,8 @@ pub(crate) struct Deps {
 
 impl Deps {
     fn stamp(&mut self, key: String) {
-        if self.seen.insert(key.clone()) {
+        // Few stamps per read: a linear check beats a set.
+        if !self.stamps.contains(&key) {
             self.stamps.push(key);
         }
     }
@@ -442,7 +443,7 @@ impl<C: Codec> Cache<C> {
         }
         d.push(',');
         read.cond.describe_into(d);
-        d.push_str(&format!(",{}:", read.extra.len()));
+        let _ = write!(d, ",{}:", read.extra.len());
         d.push_str(&read.extra);
         d.push(')');
     }
@@ -464,8 +465,12 @@ impl<C: Codec> Cache<C> {
 
     /// Appends free text to the description of `deps` (function name, arguments, extra).
     pub(crate) fn describe(deps: &mut Deps, part: &[u8]) {
-        deps.description
-            .push_str(&format!("[{}:{}]", part.len(), crate::keys::hash_hex(part)));
+        let _ = write!(
+            deps.description,
+            "[{}:{}]",
+            part.len(),
+            crate::keys::hash_hex(part)
+        );
     }
 
     /// The read protocol: fetch (stamps first), load, store. Shared by every cached read.
@@ -562,7 +567,10 @@ impl<C: Codec> Cache<C> {
             return Ok(());
         }
         let tk = self.inner.keys.table(table, &self.write_db);
-        let encoded: Vec<EncodedRow> = rows.into_iter().map(|r| self.encode_row(table, &r)).collect();
+        let encoded: Vec<EncodedRow> = rows
+            .into_iter()
+            .map(|r| self.encode_row(table, &r))
+            .collect();
         if encoded.is_empty() {
             return Ok(());
         }
@@ -584,7 +592,10 @@ impl<C: Codec> Cache<C> {
         old: &R,
         new: &R,
     ) -> Result<(), Error> {
-        self.invalidate_rows(table, [Row::from_serialize(old)?, Row::from_serialize(new)?])?;
+        self.invalidate_rows(
+            table,
+            [Row::from_serialize(old)?, Row::from_serialize(new)?],
+        )?;
         self.cache_on_save(table, new)
     }
 
@@ -680,14 +691,10 @@ impl<C: Codec> Cache<C> {
             return Ok(());
         };
         let bytes = C::encode(new)?;
-        let stored = self
-            .inner
-            .store
-            .fetch(&plan, false)
-            .and_then(|f| match f {
-                Fetch::Miss(token) => self.inner.store.store(&plan, &token, &bytes),
-                Fetch::Hit(_) => Ok(false),
-            });
+        let stored = self.inner.store.fetch(&plan, false).and_then(|f| match f {
+            Fetch::Miss(token) => self.inner.store.store(&plan, &token, &bytes),
+            Fetch::Hit(_) => Ok(false),
+        });
         match stored {
             Ok(_) => Ok(()),
             Err(e) => self.store_failed("cache_on_save", e),
@@ -698,11 +705,11 @@ impl<C: Codec> Cache<C> {
     pub(crate) fn apply(&self, b: Backlog) -> Result<(), Error> {
         match self.replay().and_then(|()| self.send(&b)) {
             Ok(()) => {
-                self.invalidation_events(&b, |i| Event::Invalidated(i));
+                self.invalidation_events(&b, false);
                 Ok(())
             }
             Err(e) => {
-                self.invalidation_events(&b, |i| Event::InvalidationQueued(i));
+                self.invalidation_events(&b, true);
                 self.inner.pending.push(b, self.inner.pending_limit);
                 self.store_failed("invalidate", e)
             }
@@ -766,7 +773,14 @@ impl<C: Codec> Cache<C> {
         }
     }
 
-    fn invalidation_events(&self, b: &Backlog, wrap: fn(Invalidation<'_>) -> Event<'_>) {
+    fn invalidation_events(&self, b: &Backlog, queued: bool) {
+        let wrap = |i| {
+            if queued {
+                Event::InvalidationQueued(i)
+            } else {
+                Event::Invalidated(i)
+            }
+        };
         if self.inner.listeners.is_empty() {
             return;
         }

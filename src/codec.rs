@@ -83,9 +83,13 @@ mod tests {
     use super::*;
 
     fn roundtrip<C: Codec>() {
-        let v: Vec<(u32, String, Option<bool>)> = vec![(1, "a".into(), None), (2, "b".into(), Some(true))];
+        let v: Vec<(u32, String, Option<bool>)> =
+            vec![(1, "a".into(), None), (2, "b".into(), Some(true))];
         let bytes = C::encode(&v).unwrap();
-        assert_eq!(C::decode::<Vec<(u32, String, Option<bool>)>>(&bytes).unwrap(), v);
+        assert_eq!(
+            C::decode::<Vec<(u32, String, Option<bool>)>>(&bytes).unwrap(),
+            v
+        );
         // Truncated and garbage input are errors, not panics.
         for cut in 0..bytes.len() {
             let _ = C::decode::<Vec<(u32, String, Option<bool>)>>(&bytes[..cut]);
@@ -93,7 +97,7 @@ mod tests {
         assert!(C::decode::<Vec<(u32, String, Option<bool>)>>(&[0xff; 16]).is_err());
     }
 
-        #[test]
+    #[test]
     fn postcard_roundtrips_and_rejects_garbage() {
         roundtrip::<Postcard>();
     }

@@ -174,7 +174,11 @@ impl Cond {
                 out.push(')');
             }
             Cond::And(cs) | Cond::Or(cs) => {
-                out.push_str(if matches!(self, Cond::And(_)) { "and(" } else { "or(" });
+                out.push_str(if matches!(self, Cond::And(_)) {
+                    "and("
+                } else {
+                    "or("
+                });
                 for (i, c) in cs.iter().enumerate() {
                     if i > 0 {
                         out.push(',');

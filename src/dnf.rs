@@ -208,7 +208,10 @@ mod tests {
         );
         assert_eq!(dnf(&Cond::is_in("c", 0..9)), vec![Conj::new()]);
         assert_eq!(dnf(&Cond::is_in("c", 0..8)).len(), 8);
-        assert_eq!(dnf(&Cond::is_in("c", Vec::<i32>::new())), Vec::<Conj>::new());
+        assert_eq!(
+            dnf(&Cond::is_in("c", Vec::<i32>::new())),
+            Vec::<Conj>::new()
+        );
     }
 
     #[test]
@@ -346,7 +349,11 @@ mod tests {
     /// Evaluates a condition on a joined row; opaque conditions read their answer from `oracle`.
     fn eval(c: &Cond, row: &BTreeMap<(String, String), Value>, oracle: &[bool; 4]) -> bool {
         let get = |f: &crate::cond::FieldRef| {
-            row[&(f.table.clone().unwrap_or_else(|| "t".into()), f.name.clone())].clone()
+            row[&(
+                f.table.clone().unwrap_or_else(|| "t".into()),
+                f.name.clone(),
+            )]
+                .clone()
         };
         match c {
             Cond::Eq(f, v) => get(f) == *v,

@@ -10,6 +10,7 @@
 //!
 //! Every key of one table shares the hash tag `{<table>}`, so each script touches one slot.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use xxhash_rust::xxh3::xxh3_128;
@@ -69,7 +70,8 @@ pub(crate) struct TableKeys {
 impl TableKeys {
     /// The key of one conjunction of this table.
     pub fn conj_key(&self, conj: &Conj) -> String {
-        let mut k = self.conj_prefix.clone();
+        let mut k = String::with_capacity(self.conj_prefix.len() + 32);
+        k.push_str(&self.conj_prefix);
         conj_into(conj, &mut k);
         k
     }
@@ -101,13 +103,12 @@ pub(crate) fn scheme_of(conj: &Conj) -> String {
 
 impl KeySpace {
     fn base(&self, tables: &[&str], dbs: &[&str]) -> String {
-        let mut s = match &self.prefix {
-            Prefix::Static(p) => p.clone(),
-            Prefix::Computed(f) => f(&PrefixScope { tables, dbs }),
+        let mut s = String::with_capacity(64);
+        match &self.prefix {
+            Prefix::Static(p) => s.push_str(p),
+            Prefix::Computed(f) => s.push_str(&f(&PrefixScope { tables, dbs })),
         };
-        s.push_str("sc");
-        s.push_str(&self.version.to_string());
-        s.push(':');
+        let _ = write!(s, "sc{}:", self.version);
         s
     }
 
@@ -117,11 +118,17 @@ impl KeySpace {
         base.push('{');
         escape_into(table, &mut base);
         base.push('}');
+        let with = |tail: &str| {
+            let mut k = String::with_capacity(base.len() + 3);
+            k.push_str(&base);
+            k.push_str(tail);
+            k
+        };
         TableKeys {
             table: table.to_owned(),
-            schemes: format!("{base}:s"),
-            gen: format!("{base}:g"),
-            conj_prefix: format!("{base}:c:"),
+            schemes: with(":s"),
+            gen: with(":g"),
+            conj_prefix: with(":c:"),
         }
     }
 
@@ -131,7 +138,7 @@ impl KeySpace {
         k.push('{');
         escape_into(tables.first().copied().unwrap_or(""), &mut k);
         k.push_str("}:e:");
-        k.push_str(&hash_hex(description.as_bytes()));
+        push_hex(xxh3_128(description.as_bytes()), &mut k);
         k
     }
 
@@ -146,7 +153,12 @@ impl KeySpace {
         d.push(':');
         let mut buf = d.into_bytes();
         buf.extend_from_slice(args);
-        format!("{}{{fn}}:f:{}:{}", self.base(&[], &[]), escape(name), hash_hex(&buf))
+        format!(
+            "{}{{fn}}:f:{}:{}",
+            self.base(&[], &[]),
+            escape(name),
+            hash_hex(&buf)
+        )
     }
 
     /// A `SCAN MATCH` pattern covering every key this cache writes.
@@ -170,7 +182,17 @@ impl KeySpace {
 
 /// 128-bit hash of a description, as 32 hex digits.
 pub(crate) fn hash_hex(bytes: &[u8]) -> String {
-    format!("{:032x}", xxh3_128(bytes))
+    let mut s = String::with_capacity(32);
+    push_hex(xxh3_128(bytes), &mut s);
+    s
+}
+
+/// Appends 32 lowercase hex digits (`format!` is slow on the hot path).
+fn push_hex(v: u128, out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..32).rev() {
+        out.push(DIGITS[((v >> (i * 4)) & 0xf) as usize] as char);
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +208,13 @@ mod tests {
     }
 
     #[test]
+    fn hex_is_zero_padded() {
+        let mut s = String::new();
+        push_hex(0xab, &mut s);
+        assert_eq!(s, format!("{:032x}", 0xab));
+    }
+
+    #[test]
     fn table_keys_share_one_hash_tag() {
         let t = ks().table("blog.article", "default");
         assert_eq!(t.schemes, "p:sc1:{blog.article}:s");
@@ -197,7 +226,9 @@ mod tests {
     #[test]
     fn conj_keys_escape_fields_and_values() {
         let t = ks().table("a{b}", "default");
-        let conj: Conj = [("x&y".to_string(), Value::from("1=2"))].into_iter().collect();
+        let conj: Conj = [("x&y".to_string(), Value::from("1=2"))]
+            .into_iter()
+            .collect();
         assert_eq!(t.conj_key(&conj), "p:sc1:{a%7Bb%7D}:c:x%26y=s1%3D2");
         assert_eq!(scheme_of(&conj), "x%26y");
         assert_eq!(t.conj_key(&Conj::new()), "p:sc1:{a%7Bb%7D}:c:");

@@ -123,7 +123,12 @@ mod tests {
         let mut b = Backlog::default();
         b.rows.insert(
             keys(t).gen,
-            (keys(t), (0..n).map(|i| vec![("id".into(), format!("i{i}"))]).collect()),
+            (
+                keys(t),
+                (0..n)
+                    .map(|i| vec![("id".into(), format!("i{i}"))])
+                    .collect(),
+            ),
         );
         b
     }
@@ -145,8 +150,10 @@ mod tests {
     #[test]
     fn keys_collapse_to_all_past_the_limit() {
         let p = Pending::default();
-        let mut b = Backlog::default();
-        b.keys = (0..3).map(|i| i.to_string()).collect();
+        let b = Backlog {
+            keys: (0..3).map(|i| i.to_string()).collect(),
+            ..Backlog::default()
+        };
         p.push(b, 2);
         let b = p.take();
         assert!(b.all && b.keys.is_empty());

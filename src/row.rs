@@ -26,9 +26,7 @@ impl Row {
     /// Fields that are not scalars are left out. Anything other than a struct or map at the
     /// top level is an [`Error::Row`].
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Row, Error> {
-        value
-            .serialize(RowSerializer)
-            .map_err(|e| Error::Row(e.0))
+        value.serialize(RowSerializer).map_err(|e| Error::Row(e.0))
     }
 
     /// Sets one field (builder style).
@@ -453,7 +451,10 @@ mod tests {
     #[test]
     fn non_rows_are_typed_errors() {
         let err = Row::from_serialize(&5).unwrap_err();
-        assert!(matches!(err, Error::Row(ref m) if m.contains("an integer")), "{err}");
+        assert!(
+            matches!(err, Error::Row(ref m) if m.contains("an integer")),
+            "{err}"
+        );
         let mut m = HashMap::new();
         m.insert(1, 1);
         assert!(matches!(Row::from_serialize(&m), Err(Error::Row(_))));

@@ -41,7 +41,12 @@ impl<'c, C: Codec> Simple<'c, C> {
     }
 
     /// Stores `value` under `key` for `timeout`.
-    pub fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, timeout: Duration) -> Result<(), Error> {
+    pub fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         self.set_raw(&self.cache.inner.keys.simple(key), value, timeout)
     }
 
@@ -80,13 +85,20 @@ impl<'c, C: Codec> Simple<'c, C> {
         self.delete_raw(self.key(name, args)?)
     }
 
-    fn get_raw<T: DeserializeOwned>(&self, target: Target<'_>, redis_key: &str) -> Result<T, Error> {
+    fn get_raw<T: DeserializeOwned>(
+        &self,
+        target: Target<'_>,
+        redis_key: &str,
+    ) -> Result<T, Error> {
         let cache = self.cache;
         if !cache.inner.enabled {
             cache.read_event(target, Outcome::Bypass);
             return Err(Error::CacheMiss);
         }
-        let bytes = match cache.replay_first().and_then(|()| cache.inner.store.get(redis_key)) {
+        let bytes = match cache
+            .replay_first()
+            .and_then(|()| cache.inner.store.get(redis_key))
+        {
             Ok(b) => b,
             Err(e) => {
                 cache.store_failed("get", e)?;
@@ -114,13 +126,21 @@ impl<'c, C: Codec> Simple<'c, C> {
         }
     }
 
-    fn set_raw<T: Serialize + ?Sized>(&self, redis_key: &str, value: &T, timeout: Duration) -> Result<(), Error> {
+    fn set_raw<T: Serialize + ?Sized>(
+        &self,
+        redis_key: &str,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         let cache = self.cache;
         if !cache.inner.enabled {
             return Ok(());
         }
         let bytes = C::encode(value)?;
-        match cache.replay_first().and_then(|()| cache.inner.store.set(redis_key, &bytes, timeout)) {
+        match cache
+            .replay_first()
+            .and_then(|()| cache.inner.store.set(redis_key, &bytes, timeout))
+        {
             Ok(()) => Ok(()),
             Err(e) => cache.store_failed("set", e),
         }
@@ -131,7 +151,10 @@ impl<'c, C: Codec> Simple<'c, C> {
         if !cache.inner.enabled {
             return Ok(false);
         }
-        match cache.replay_first().and_then(|()| cache.inner.store.delete(std::slice::from_ref(&redis_key))) {
+        match cache
+            .replay_first()
+            .and_then(|()| cache.inner.store.delete(std::slice::from_ref(&redis_key)))
+        {
             Ok(deleted) => Ok(deleted),
             Err(_) => {
                 // Never lost: queue the delete like any invalidation.

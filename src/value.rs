@@ -143,9 +143,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Escapes the characters keys use as separators (and `%` itself) as `%XX`.
 pub(crate) fn escape_into(s: &str, out: &mut String) {
+    // Fast path: most names and values need no escaping.
+    if s.bytes()
+        .all(|b| b.is_ascii_graphic() && !is_special(b) || b == b' ')
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
-            '%' | '&' | '=' | ':' | '{' | '}' | '|' | ',' | '*' | '?' | '[' | ']' | '\\' => {
+            c if c.is_ascii() && is_special(c as u8) => {
                 let _ = write!(out, "%{:02X}", c as u32);
             }
             c if c.is_control() => {
@@ -157,6 +164,13 @@ pub(crate) fn escape_into(s: &str, out: &mut String) {
             c => out.push(c),
         }
     }
+}
+
+fn is_special(b: u8) -> bool {
+    matches!(
+        b,
+        b'%' | b'&' | b'=' | b':' | b'{' | b'}' | b'|' | b',' | b'*' | b'?' | b'[' | b']' | b'\\'
+    )
 }
 
 /// `escape_into` into a new string.
@@ -331,7 +345,10 @@ mod tests {
             Value::timestamp(t),
             Value::from("2023-11-14T22:13:20.123456Z")
         );
-        assert_eq!(Value::timestamp(UNIX_EPOCH), Value::from("1970-01-01T00:00:00.000000Z"));
+        assert_eq!(
+            Value::timestamp(UNIX_EPOCH),
+            Value::from("1970-01-01T00:00:00.000000Z")
+        );
         assert_eq!(Value::date(2024, 2, 29), Value::from("2024-02-29"));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use common::{Article, Backend, Loads};
 use stampcache::{
-    Cache, Cond, Dep, Error, Event, Invalidation, Op, Outcome, Profile, Read, Row, Target,
-    Value,
+    Cache, Cond, Dep, Error, Event, Invalidation, Op, Outcome, Profile, Read, Row, Target, Value,
 };
 
 macro_rules! suite {
@@ -83,17 +82,25 @@ fn identical_reads_load_once(b: Backend) {
 fn update_invalidates_get_of_that_row_only(b: Backend) {
     let cache = b.builder("update_get").build().unwrap();
     let (one, two) = (Loads::default(), Loads::default());
-    let _: Article = cache.get_or_load(&article_get(1), one.of(Article::new(1))).unwrap();
-    let _: Article = cache.get_or_load(&article_get(2), two.of(Article::new(2))).unwrap();
+    let _: Article = cache
+        .get_or_load(&article_get(1), one.of(Article::new(1)))
+        .unwrap();
+    let _: Article = cache
+        .get_or_load(&article_get(2), two.of(Article::new(2)))
+        .unwrap();
     let old = Article::new(1);
     let new = Article {
         title: "changed".into(),
         ..old.clone()
     };
     cache.on_update("blog.article", &old, &new).unwrap();
-    let got: Article = cache.get_or_load(&article_get(1), one.of(new.clone())).unwrap();
+    let got: Article = cache
+        .get_or_load(&article_get(1), one.of(new.clone()))
+        .unwrap();
     assert_eq!(got.title, "changed");
-    let _: Article = cache.get_or_load(&article_get(2), two.of(Article::new(2))).unwrap();
+    let _: Article = cache
+        .get_or_load(&article_get(2), two.of(Article::new(2)))
+        .unwrap();
     assert_eq!((one.count(), two.count()), (2, 1));
 }
 
@@ -102,7 +109,9 @@ fn update_invalidates_reads_of_old_and_new_values(b: Backend) {
     let loads: Vec<Loads> = (0..3).map(|_| Loads::default()).collect();
     let read_all = |cache: &Cache| {
         for (c, l) in loads.iter().enumerate() {
-            let _: Vec<i64> = cache.get_or_load(&category_list(c as i64 + 1), l.of(vec![])).unwrap();
+            let _: Vec<i64> = cache
+                .get_or_load(&category_list(c as i64 + 1), l.of(vec![]))
+                .unwrap();
         }
     };
     read_all(&cache);
@@ -114,7 +123,11 @@ fn update_invalidates_reads_of_old_and_new_values(b: Backend) {
     cache.on_update("blog.article", &old, &new).unwrap();
     read_all(&cache);
     let counts: Vec<usize> = loads.iter().map(Loads::count).collect();
-    assert_eq!(counts, vec![2, 2, 1], "categories 1 and 2 reload, 3 stays cached");
+    assert_eq!(
+        counts,
+        vec![2, 2, 1],
+        "categories 1 and 2 reload, 3 stays cached"
+    );
 }
 
 fn insert_invalidates_matching_lists_and_counts_only(b: Backend) {
@@ -126,9 +139,13 @@ fn insert_invalidates_matching_lists_and_counts_only(b: Backend) {
         Loads::default(),
     );
     let read = |cache: &Cache| {
-        let _: Vec<i64> = cache.get_or_load(&category_list(1), l1.of(vec![1])).unwrap();
+        let _: Vec<i64> = cache
+            .get_or_load(&category_list(1), l1.of(vec![1]))
+            .unwrap();
         let _: u64 = cache.get_or_load(&category_count(1), c1.of(1)).unwrap();
-        let _: Vec<i64> = cache.get_or_load(&category_list(2), l2.of(vec![2])).unwrap();
+        let _: Vec<i64> = cache
+            .get_or_load(&category_list(2), l2.of(vec![2]))
+            .unwrap();
         let _: u64 = cache.get_or_load(&category_count(2), c2.of(1)).unwrap();
     };
     read(&cache);
@@ -202,13 +219,19 @@ fn in_and_is_null_are_granular(b: Backend) {
     read(&cache);
     cache.on_insert("blog.article", &Article::new(3)).unwrap();
     cache
-        .invalidate_obj("blog.comment", &Row::new().with("id", 1).with("article_id", 9))
+        .invalidate_obj(
+            "blog.comment",
+            &Row::new().with("id", 1).with("article_id", 9),
+        )
         .unwrap();
     read(&cache);
     assert_eq!((l.count(), o.count()), (1, 1));
     cache.on_insert("blog.article", &Article::new(2)).unwrap();
     cache
-        .invalidate_obj("blog.comment", &Row::new().with("id", 2).with("article_id", Value::Null))
+        .invalidate_obj(
+            "blog.comment",
+            &Row::new().with("id", 2).with("article_id", Value::Null),
+        )
         .unwrap();
     read(&cache);
     assert_eq!((l.count(), o.count()), (2, 2));
@@ -267,10 +290,7 @@ fn cached_as_with_two_dependencies(b: Backend) {
     let loads = Loads::default();
     let report = |cache: &Cache, year: i32| -> String {
         cache
-            .cached_as([
-                Dep::from(category_count(1)),
-                Dep::table("blog.author"),
-            ])
+            .cached_as([Dep::from(category_count(1)), Dep::table("blog.author")])
             .name("report")
             .args(&year)
             .get_or_load(loads.of(format!("report {year}")))
@@ -320,7 +340,11 @@ fn invalidation_inside_loader_leaves_nothing_served(b: Backend) {
     let fresh: Vec<i64> = cache
         .get_or_load(&category_list(4), loads.of(vec![4, 104]))
         .unwrap();
-    assert_eq!(fresh, vec![4, 104], "the value loaded before the write is not served");
+    assert_eq!(
+        fresh,
+        vec![4, 104],
+        "the value loaded before the write is not served"
+    );
     assert_eq!(loads.count(), 1);
 }
 
@@ -422,7 +446,9 @@ fn cache_on_save_fills_the_get(b: Backend) {
     let a = Article::new(42);
     cache.on_insert("blog.article", &a).unwrap();
     let got: Article = cache
-        .get_or_load(&article_get(42), || panic!("cache_on_save should have stored it"))
+        .get_or_load(&article_get(42), || {
+            panic!("cache_on_save should have stored it")
+        })
         .unwrap();
     assert_eq!(got, a);
     let b2 = Article {
@@ -441,7 +467,9 @@ fn invalidate_model_and_all(b: Backend) {
     let (art, auth) = (Loads::default(), Loads::default());
     let read = |cache: &Cache| {
         let _: u64 = cache.get_or_load(&category_count(1), art.of(1)).unwrap();
-        let _: u64 = cache.get_or_load(&Read::count("blog.author"), auth.of(1)).unwrap();
+        let _: u64 = cache
+            .get_or_load(&Read::count("blog.author"), auth.of(1))
+            .unwrap();
     };
     read(&cache);
     cache.invalidate_model("blog.article").unwrap();
@@ -464,7 +492,10 @@ fn disabled_cache_is_a_pass_through(b: Backend) {
     }
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
     cache.simple().set("k", &1, Duration::from_secs(5)).unwrap();
-    assert!(matches!(cache.simple().get::<i32>("k"), Err(Error::CacheMiss)));
+    assert!(matches!(
+        cache.simple().get::<i32>("k"),
+        Err(Error::CacheMiss)
+    ));
     assert_eq!(loads.count(), 3);
 }
 
@@ -521,7 +552,11 @@ fn events_report_reads_and_invalidations(b: Backend) {
     let _: u64 = cache.get_or_load(&category_count(1), || 1).unwrap();
     let _: u64 = cache.get_or_load(&category_count(1), || 1).unwrap();
     let _: u64 = cache.get_or_load(&Read::count("blog.log"), || 1).unwrap();
-    let _: u64 = cache.cached_as([Dep::table("blog.x")]).name("f").get_or_load(|| 1).unwrap();
+    let _: u64 = cache
+        .cached_as([Dep::table("blog.x")])
+        .name("f")
+        .get_or_load(|| 1)
+        .unwrap();
     let a = Article::new(1);
     cache.on_update("blog.article", &a, &a).unwrap();
     cache.invalidate_model("blog.author").unwrap();
@@ -546,13 +581,20 @@ fn simple_cache_distinguishes_misses(b: Backend) {
     let s = cache.simple();
     assert!(matches!(s.get::<Option<i32>>("k"), Err(Error::CacheMiss)));
     s.set("k", &None::<i32>, Duration::from_secs(5)).unwrap();
-    assert_eq!(s.get::<Option<i32>>("k").unwrap(), None, "a cached None is a hit");
+    assert_eq!(
+        s.get::<Option<i32>>("k").unwrap(),
+        None,
+        "a cached None is a hit"
+    );
     assert!(s.delete("k").unwrap());
     assert!(!s.delete("k").unwrap());
     assert!(matches!(s.get::<Option<i32>>("k"), Err(Error::CacheMiss)));
 
     let loads = Loads::default();
-    let sq = |n: i64| -> i64 { s.cached("square", &n, Duration::from_secs(5), loads.of(n * n)).unwrap() };
+    let sq = |n: i64| -> i64 {
+        s.cached("square", &n, Duration::from_secs(5), loads.of(n * n))
+            .unwrap()
+    };
     assert_eq!(sq(3), 9);
     assert_eq!(sq(3), 9);
     assert_eq!(sq(4), 16);
@@ -595,7 +637,10 @@ fn values_of_equal_integers_share_keys(b: Backend) {
         .get_or_load(&Read::count("t.x").filter(Cond::eq("n", 3_u8)), loads.of(1))
         .unwrap();
     let _: u64 = cache
-        .get_or_load(&Read::count("t.x").filter(Cond::eq("n", 3_i64)), loads.of(1))
+        .get_or_load(
+            &Read::count("t.x").filter(Cond::eq("n", 3_i64)),
+            loads.of(1),
+        )
         .unwrap();
     assert_eq!(loads.count(), 1);
     cache
@@ -618,5 +663,9 @@ fn skipped_fields_widen_and_are_left_out(b: Backend) {
     let _: Vec<i64> = cache.get_or_load(&by_body, loads.of(vec![])).unwrap();
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
     let _: Vec<i64> = cache.get_or_load(&by_body, loads.of(vec![])).unwrap();
-    assert_eq!(loads.count(), 2, "a condition on a skipped field depends on every row");
+    assert_eq!(
+        loads.count(),
+        2,
+        "a condition on a skipped field depends on every row"
+    );
 }

@@ -29,7 +29,10 @@ fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
     let cache = Cache::builder()
         .redis(server.url())
         .prefix("p:")
-        .profile("blog.article", Profile::new().timeout(Duration::from_secs(100)))
+        .profile(
+            "blog.article",
+            Profile::new().timeout(Duration::from_secs(100)),
+        )
         .build()
         .unwrap();
     let _: u64 = cache.get_or_load(&count(1), || 5).unwrap();
@@ -41,7 +44,10 @@ fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
     let stamps = keys(&mut conn, "p:sc1:{blog.article}:[cg]*");
     assert_eq!(
         stamps,
-        vec!["p:sc1:{blog.article}:c:category=i1", "p:sc1:{blog.article}:g"]
+        vec![
+            "p:sc1:{blog.article}:c:category=i1",
+            "p:sc1:{blog.article}:g"
+        ]
     );
     for s in &stamps {
         let t = pttl(&mut conn, s);
@@ -77,7 +83,10 @@ fn one_row_invalidation_is_one_round_trip_whatever_is_cached() {
     assert_eq!(lines.next().unwrap().unwrap(), "+OK");
     cache.on_insert("blog.article", &Article::new(7)).unwrap();
     let mut conn = server.conn();
-    let _: String = redis::cmd("ECHO").arg("end-marker").query(&mut conn).unwrap();
+    let _: String = redis::cmd("ECHO")
+        .arg("end-marker")
+        .query(&mut conn)
+        .unwrap();
     let mut from_clients = Vec::new();
     for line in lines {
         let line = line.unwrap();
@@ -109,24 +118,40 @@ fn corrupt_bytes_are_a_miss_and_an_event() {
         .unwrap();
     let read = Read::fetch("blog.article").filter(Cond::eq("category", 1));
     let loads = Loads::default();
-    let _: Vec<String> = cache.get_or_load(&read, loads.of(vec!["a".into()])).unwrap();
+    let _: Vec<String> = cache
+        .get_or_load(&read, loads.of(vec!["a".into()]))
+        .unwrap();
     let mut conn = server.conn();
     let entry = keys(&mut conn, "p:sc1:{blog.article}:e:*").remove(0);
     let stored: Vec<u8> = redis::cmd("GET").arg(&entry).query(&mut conn).unwrap();
     // Keep the valid checksum, break the payload: a length that runs past the end.
     let mut bad = stored[..40].to_vec();
     bad.extend_from_slice(&[0xff, 0xff, 0xff, 0x0f, 1]);
-    let _: () = redis::cmd("SET").arg(&entry).arg(&bad).query(&mut conn).unwrap();
-    let v: Vec<String> = cache.get_or_load(&read, loads.of(vec!["b".into()])).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&entry)
+        .arg(&bad)
+        .query(&mut conn)
+        .unwrap();
+    let v: Vec<String> = cache
+        .get_or_load(&read, loads.of(vec!["b".into()]))
+        .unwrap();
     assert_eq!(v, vec!["b"]);
     assert_eq!(*failures.lock().unwrap(), 1);
     // The fresh value replaced the bad one.
-    let v: Vec<String> = cache.get_or_load(&read, loads.of(vec!["c".into()])).unwrap();
+    let v: Vec<String> = cache
+        .get_or_load(&read, loads.of(vec!["c".into()]))
+        .unwrap();
     assert_eq!(v, vec!["b"]);
     // Garbage without a valid checksum, and a short value: plain misses.
     for junk in [&b"short"[..], &[0u8; 100][..]] {
-        let _: () = redis::cmd("SET").arg(&entry).arg(junk).query(&mut conn).unwrap();
-        let v: Vec<String> = cache.get_or_load(&read, loads.of(vec!["d".into()])).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(&entry)
+            .arg(junk)
+            .query(&mut conn)
+            .unwrap();
+        let v: Vec<String> = cache
+            .get_or_load(&read, loads.of(vec!["d".into()]))
+            .unwrap();
         assert_eq!(v, vec!["d"]);
     }
     assert_eq!(loads.count(), 4);
@@ -263,7 +288,10 @@ fn urls_with_db_password_and_unix_socket() {
     let _: u64 = b.get_or_load(&count(1), loads.of(1)).unwrap();
     assert_eq!(loads.count(), 1, "both URLs reach database 3 of one server");
     let wrong = Cache::from_url(&format!("redis://:nope@127.0.0.1:{}/3", server.port)).unwrap();
-    assert!(matches!(wrong.get_or_load(&count(1), || 1u64), Err(Error::Redis(_))));
+    assert!(matches!(
+        wrong.get_or_load(&count(1), || 1u64),
+        Err(Error::Redis(_))
+    ));
     assert!(matches!(Cache::from_url("http://x"), Err(Error::Config(_))));
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -276,9 +304,9 @@ fn eviction_under_volatile_lru_costs_misses_never_staleness() {
     let mut versions = [0u64; 50];
     let body = "x".repeat(4000);
     for round in 0..3 {
-        for c in 0..50 {
+        for (c, version) in versions.iter_mut().enumerate() {
             if (c + round) % 4 == 0 {
-                versions[c] += 1;
+                *version += 1;
                 let a = Article {
                     category: c as i64,
                     ..Article::new(c as i64)

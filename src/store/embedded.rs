@@ -17,7 +17,7 @@ use crate::keys::{hash_hex, TableKeys};
 /// One stored value: the checksum it was stored with (empty for simple keys) and the bytes.
 struct Stored {
     token: String,
-    payload: Vec<u8>,
+    payload: Arc<[u8]>,
     expires: Instant,
 }
 
@@ -56,12 +56,7 @@ pub(crate) struct EmbeddedStore {
 
 struct ByDeadline;
 impl moka::Expiry<String, Arc<Stored>> for ByDeadline {
-    fn expire_after_create(
-        &self,
-        _: &String,
-        v: &Arc<Stored>,
-        now: Instant,
-    ) -> Option<Duration> {
+    fn expire_after_create(&self, _: &String, v: &Arc<Stored>, now: Instant) -> Option<Duration> {
         Some(v.expires.saturating_duration_since(now))
     }
     fn expire_after_update(
@@ -108,23 +103,22 @@ impl EmbeddedStore {
     }
 
     fn live_entry(&self, key: &str) -> Option<Arc<Stored>> {
-        self.entries
-            .get(key)
-            .filter(|e| e.expires > Instant::now())
+        self.entries.get(key).filter(|e| e.expires > Instant::now())
     }
 }
 
 impl Store for EmbeddedStore {
     fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error> {
         let now = Instant::now();
-        let entry = if want_hit { self.live_entry(&plan.entry) } else { None };
+        let entry = if want_hit {
+            self.live_entry(&plan.entry)
+        } else {
+            None
+        };
         let mut stamps = self.stamps.lock();
         if let Some(e) = entry {
             if self.current(&stamps, plan, now).as_deref() == Some(e.token.as_str()) {
-                return Ok(Fetch::Hit(HitBytes {
-                    buf: e.payload.clone(),
-                    start: 0,
-                }));
+                return Ok(Fetch::Hit(HitBytes::Shared(e.payload.clone())));
             }
         }
         let ttl = plan.stamp_ttl();
@@ -165,7 +159,7 @@ impl Store for EmbeddedStore {
             plan.entry.clone(),
             Arc::new(Stored {
                 token: token.0.clone(),
-                payload: payload.to_vec(),
+                payload: Arc::from(payload),
                 expires: now + plan.ttl,
             }),
         );
@@ -223,7 +217,7 @@ impl Store for EmbeddedStore {
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.live_entry(key).map(|e| e.payload.clone()))
+        Ok(self.live_entry(key).map(|e| e.payload.to_vec()))
     }
 
     fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error> {
@@ -231,7 +225,7 @@ impl Store for EmbeddedStore {
             key.to_owned(),
             Arc::new(Stored {
                 token: String::new(),
-                payload: value.to_vec(),
+                payload: Arc::from(value),
                 expires: Instant::now() + ttl,
             }),
         );

@@ -41,16 +41,19 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Token(pub String);
 
-/// Bytes of a hit; the payload starts at `start`.
+/// Bytes of a hit, owned (from Redis, payload after a header) or shared (embedded).
 #[derive(Debug)]
-pub(crate) struct HitBytes {
-    pub buf: Vec<u8>,
-    pub start: usize,
+pub(crate) enum HitBytes {
+    Owned { buf: Vec<u8>, start: usize },
+    Shared(std::sync::Arc<[u8]>),
 }
 
 impl HitBytes {
     pub fn payload(&self) -> &[u8] {
-        &self.buf[self.start..]
+        match self {
+            HitBytes::Owned { buf, start } => &buf[*start..],
+            HitBytes::Shared(b) => b,
+        }
     }
 }
 

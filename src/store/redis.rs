@@ -1,8 +1,12 @@
 //! The shared tier: Redis, through Lua scripts (EVALSHA, reloaded on `NOSCRIPT`).
 //!
 //! Stamps are random per call (a client nonce plus the key's position), so a deleted and
-//! recreated stamp never equals an old one. An entry's first 40 bytes are the SHA-1 of the
-//! stamps it was computed under, joined by `,`; the payload follows.
+//! recreated stamp never equals an old one. An entry's first 40 bytes are the SHA-1 (hex) of
+//! the stamps it was computed under, joined by `,`; the payload follows.
+//!
+//! A hit is one `MGET` of the entry and its stamps, checked here: no script runs on the hot
+//! path (Lua copies large values slowly). A miss then runs `PREPARE` (stamps read before the
+//! loader) and `STORE` (stored only if the stamps still match).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,40 +20,31 @@ use crate::keys::TableKeys;
 
 const CHECKSUM_LEN: usize = 40;
 
-/// KEYS: entry, stamps..., scheme sets...
-/// ARGV: want_hit, n_stamps, stamp_ttl_ms, nonce, then per scheme set: count, schemes...
-/// Returns {1, entry} on a valid hit, {0, checksum} after preparing stamps.
-const FETCH: &str = r"
-local n = tonumber(ARGV[2])
+/// Prepares the stamps of a miss: reads them, creating absent ones, stretches their TTL and
+/// registers the schemes. KEYS: stamps..., scheme sets...
+/// ARGV: n_stamps, stamp_ttl_ms, nonce, then per scheme set: count, schemes...
+/// Returns the checksum of the stamps.
+const PREPARE: &str = r"
+local n = tonumber(ARGV[1])
 local stamps = {}
-if n > 0 then stamps = redis.call('MGET', unpack(KEYS, 2, n + 1)) end
-if ARGV[1] == '1' then
-  local e = redis.call('GET', KEYS[1])
-  if e then
-    local ok = true
-    for i = 1, n do if not stamps[i] then ok = false break end end
-    if ok and string.sub(e, 1, 40) == redis.sha1hex(table.concat(stamps, ',')) then
-      return {1, e}
-    end
-  end
-end
-local ttl = tonumber(ARGV[3])
+if n > 0 then stamps = redis.call('MGET', unpack(KEYS, 1, n)) end
+local ttl = tonumber(ARGV[2])
 for i = 1, n do
-  local k = KEYS[i + 1]
+  local k = KEYS[i]
   if not stamps[i] then
-    stamps[i] = ARGV[4] .. i
+    stamps[i] = ARGV[3] .. i
     redis.call('SET', k, stamps[i], 'PX', ttl)
   elseif redis.call('PTTL', k) < ttl then
     redis.call('PEXPIRE', k, ttl)
   end
 end
-local a = 5
-for j = n + 2, #KEYS do
+local a = 4
+for j = n + 1, #KEYS do
   local c = tonumber(ARGV[a])
   if c > 0 then redis.call('SADD', KEYS[j], unpack(ARGV, a + 1, a + c)) end
   a = a + 1 + c
 end
-return {0, redis.sha1hex(table.concat(stamps, ','))}
+return redis.sha1hex(table.concat(stamps, ','))
 ";
 
 /// KEYS: entry, stamps...  ARGV: entry value (checksum + payload), ttl_ms.
@@ -107,7 +102,7 @@ pub(crate) struct RedisStore {
     client: Client,
     idle: Mutex<Vec<Connection>>,
     opts: RedisOptions,
-    fetch: Script,
+    prepare: Script,
     store: Script,
     invalidate: Script,
     nonce: AtomicU64,
@@ -116,13 +111,13 @@ pub(crate) struct RedisStore {
 impl RedisStore {
     /// Parses the URL (`redis://`, `rediss://`, `unix://`, with db and password); connects lazily.
     pub fn open(url: &str, opts: RedisOptions) -> Result<RedisStore, Error> {
-        let client = Client::open(url)
-            .map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
+        let client =
+            Client::open(url).map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
         Ok(RedisStore {
             client,
             idle: Mutex::new(Vec::new()),
             opts,
-            fetch: Script::new(FETCH),
+            prepare: Script::new(PREPARE),
             store: Script::new(STORE),
             invalidate: Script::new(INVALIDATE),
             nonce: AtomicU64::new(seed()),
@@ -158,7 +153,9 @@ impl RedisStore {
 
     /// A stamp prefix no other call has used: 64 random-looking bits, then a separator.
     fn next_nonce(&self) -> String {
-        let n = self.nonce.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        let n = self
+            .nonce
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         format!("{:016x}.", mix(n))
     }
 }
@@ -188,37 +185,80 @@ fn protocol(what: &str, v: &RValue) -> Error {
     Error::Protocol(format!("{what}: {v:?}"))
 }
 
-/// Parses the fetch script's reply.
-fn parse_fetch(v: RValue) -> Result<Fetch, Error> {
-    let RValue::Array(items) = v else {
-        return Err(protocol("fetch", &v));
+/// The checksum of stamp values, as the scripts compute it: SHA-1 hex of them joined by `,`.
+fn checksum<'a>(stamps: impl Iterator<Item = &'a [u8]>) -> String {
+    let mut h = sha1_smol::Sha1::new();
+    for (i, s) in stamps.enumerate() {
+        if i > 0 {
+            h.update(b",");
+        }
+        h.update(s);
+    }
+    h.digest().to_string()
+}
+
+/// Checks the reply of `MGET entry stamps...`: the entry if present and every stamp
+/// matches the checksum it was stored with.
+fn parse_hit(v: RValue) -> Result<Option<HitBytes>, Error> {
+    let RValue::Array(mut items) = v else {
+        return Err(protocol("mget", &v));
     };
-    let mut it = items.into_iter();
-    match (it.next(), it.next()) {
-        (Some(RValue::Int(1)), Some(RValue::BulkString(buf))) if buf.len() >= CHECKSUM_LEN => {
-            Ok(Fetch::Hit(HitBytes {
-                buf,
-                start: CHECKSUM_LEN,
-            }))
+    if items.is_empty() {
+        return Err(protocol("mget", &RValue::Array(items)));
+    }
+    let mut stamps = Vec::with_capacity(items.len() - 1);
+    for s in &items[1..] {
+        match s {
+            RValue::BulkString(b) => stamps.push(b.as_slice()),
+            RValue::Nil => return Ok(None),
+            other => return Err(protocol("mget stamp", other)),
         }
-        (Some(RValue::Int(0)), Some(RValue::BulkString(cs))) if cs.len() == CHECKSUM_LEN => {
-            String::from_utf8(cs)
-                .map(|s| Fetch::Miss(Token(s)))
-                .map_err(|_| Error::Protocol("fetch: checksum is not text".into()))
+    }
+    let valid = match &items[0] {
+        RValue::BulkString(e) => {
+            e.len() >= CHECKSUM_LEN && e[..CHECKSUM_LEN] == *checksum(stamps.into_iter()).as_bytes()
         }
-        (a, b) => Err(Error::Protocol(format!("fetch: {a:?}, {b:?}"))),
+        RValue::Nil => false,
+        other => return Err(protocol("mget entry", other)),
+    };
+    if !valid {
+        return Ok(None);
+    }
+    match items.swap_remove(0) {
+        RValue::BulkString(buf) => Ok(Some(HitBytes::Owned {
+            buf,
+            start: CHECKSUM_LEN,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Parses the prepare script's reply.
+fn parse_token(v: RValue) -> Result<Token, Error> {
+    match v {
+        RValue::BulkString(cs) if cs.len() == CHECKSUM_LEN => String::from_utf8(cs)
+            .map(Token)
+            .map_err(|_| Error::Protocol("prepare: checksum is not text".into())),
+        other => Err(protocol("prepare", &other)),
     }
 }
 
 impl Store for RedisStore {
     fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error> {
-        let mut inv = self.fetch.prepare_invoke();
-        inv.key(&plan.entry);
+        if want_hit {
+            // A hit is one plain MGET (no script): entry and stamps, checked here.
+            let mut mget = redis::cmd("MGET");
+            mget.arg(&plan.entry).arg(&plan.stamps);
+            let reply: RValue = self.with_conn(|c| mget.query(c))?;
+            if let Some(hit) = parse_hit(reply)? {
+                return Ok(Fetch::Hit(hit));
+            }
+        }
+        let mut inv = self.prepare.prepare_invoke();
         for k in &plan.stamps {
             inv.key(k);
         }
-        inv.arg(if want_hit { "1" } else { "0" })
-            .arg(plan.stamps.len())
+        inv.arg(plan.stamps.len())
             .arg(millis(plan.stamp_ttl()))
             .arg(self.next_nonce());
         for (key, schemes) in &plan.schemes {
@@ -229,7 +269,7 @@ impl Store for RedisStore {
             }
         }
         let reply: RValue = self.with_conn(|c| inv.invoke(c))?;
-        parse_fetch(reply)
+        parse_token(reply).map(Fetch::Miss)
     }
 
     fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {
@@ -266,7 +306,9 @@ impl Store for RedisStore {
         }
         let run = |c: &mut Connection| pipe.query::<Vec<RValue>>(c);
         match self.with_conn(run) {
-            Err(Error::Redis(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            Err(Error::Redis(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
                 self.with_conn(|c| self.invalidate.prepare_invoke().load(c))?;
                 self.with_conn(run)?;
             }
@@ -338,20 +380,59 @@ impl Store for RedisStore {
 mod tests {
     use super::*;
 
+    fn bulk(b: &[u8]) -> RValue {
+        RValue::BulkString(b.to_vec())
+    }
+
     #[test]
-    fn replies_parse_or_fail_typed() {
-        let hit = RValue::Array(vec![RValue::Int(1), RValue::BulkString([b'a'; 42].to_vec())]);
-        assert!(matches!(parse_fetch(hit), Ok(Fetch::Hit(h)) if h.payload() == b"aa"));
-        let miss = RValue::Array(vec![RValue::Int(0), RValue::BulkString([b'b'; 40].to_vec())]);
-        assert!(matches!(parse_fetch(miss), Ok(Fetch::Miss(t)) if t.0 == "b".repeat(40)));
-        for bad in [
-            RValue::Nil,
-            RValue::Array(vec![]),
-            RValue::Array(vec![RValue::Int(1), RValue::BulkString(b"short".to_vec())]),
-            RValue::Array(vec![RValue::Int(0), RValue::Int(3)]),
-        ] {
-            assert!(matches!(parse_fetch(bad), Err(Error::Protocol(_))));
-        }
+    fn checksum_matches_redis_sha1hex_of_joined_stamps() {
+        // redis.sha1hex("a,b") == sha1("a,b")
+        assert_eq!(
+            checksum([&b"a"[..], &b"b"[..]].into_iter()),
+            sha1_smol::Sha1::from("a,b").digest().to_string()
+        );
+    }
+
+    #[test]
+    fn hits_are_checked_against_the_stamps() {
+        let cs = checksum([&b"s1"[..], &b"s2"[..]].into_iter());
+        let mut entry = cs.clone().into_bytes();
+        entry.extend_from_slice(b"payload");
+        let reply = |e: RValue, a: RValue| RValue::Array(vec![e, a, bulk(b"s2")]);
+        let hit = parse_hit(reply(bulk(&entry), bulk(b"s1")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(hit.payload(), b"payload");
+        assert!(parse_hit(reply(bulk(&entry), bulk(b"s9")))
+            .unwrap()
+            .is_none());
+        assert!(parse_hit(reply(bulk(&entry), RValue::Nil))
+            .unwrap()
+            .is_none());
+        assert!(parse_hit(reply(RValue::Nil, bulk(b"s1")))
+            .unwrap()
+            .is_none());
+        assert!(parse_hit(reply(bulk(b"short"), bulk(b"s1")))
+            .unwrap()
+            .is_none());
+        assert!(matches!(parse_hit(RValue::Nil), Err(Error::Protocol(_))));
+        assert!(matches!(
+            parse_hit(reply(RValue::Int(1), bulk(b"s1"))),
+            Err(Error::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn tokens_parse_or_fail_typed() {
+        assert_eq!(parse_token(bulk(&[b'b'; 40])).unwrap().0, "b".repeat(40));
+        assert!(matches!(
+            parse_token(bulk(b"short")),
+            Err(Error::Protocol(_))
+        ));
+        assert!(matches!(
+            parse_token(RValue::Int(3)),
+            Err(Error::Protocol(_))
+        ));
     }
 
     #[test]
@@ -376,6 +457,9 @@ mod tests {
             connect_timeout: Duration::from_millis(10),
             io_timeout: Duration::from_millis(10),
         };
-        assert!(matches!(RedisStore::open("http://x", opts), Err(Error::Config(_))));
+        assert!(matches!(
+            RedisStore::open("http://x", opts),
+            Err(Error::Config(_))
+        ));
     }
 }
