@@ -373,7 +373,7 @@ impl<C: Codec> Cache<C> {
         self.load_through(target, plan, loader)
     }
 
-    /// Caches a function result that depends on reads and tables (see [`CachedAs`]).
+    /// Caches a function result that depends on reads and tables (see [`CachedAs`](crate::CachedAs)).
     pub fn cached_as(&self, deps: impl IntoIterator<Item = Dep>) -> crate::CachedAs<'_, C> {
         crate::CachedAs::new(self, deps.into_iter().collect())
     }

@@ -54,9 +54,10 @@ impl<'c, C: Codec> CachedAs<'c, C> {
         self.name = name.into();
         self
     }
-    /// The function's arguments (in the key), encoded with the cache's codec.
+    /// The function's arguments (in the key, in a canonical form: `3_i32` and `3_i64` are
+    /// the same argument).
     pub fn args<A: Serialize + ?Sized>(mut self, args: &A) -> Self {
-        self.args = C::encode(args);
+        self.args = crate::argkey::arg_key(args).map(String::into_bytes);
         self
     }
     /// Anything else that distinguishes results (in the key).

@@ -25,12 +25,13 @@
 //! # Ok::<(), stampcache::Error>(())
 //! ```
 //!
-//! Where things are: keys in [`keys`](crate::keys) (`src/keys.rs`), stamps checked in
+//! Where things are: keys in [`keys`] (`src/keys.rs`), stamps checked in
 //! `src/store/redis.rs` (Lua) and `src/store/embedded.rs`, invalidation decided in
 //! `src/cache.rs` and applied by the stores. See DESIGN.md.
 
 #![warn(missing_docs)]
 
+mod argkey;
 mod cache;
 mod cached_as;
 pub mod codec;
@@ -49,7 +50,7 @@ mod value;
 
 pub use cache::{Builder, Cache};
 pub use cached_as::CachedAs;
-pub use codec::{Codec, DefaultCodec, Postcard};
+pub use codec::{Bitcode, Codec, DefaultCodec};
 pub use cond::{Cond, FieldRef};
 pub use error::{Error, LoadError, Result};
 pub use event::{Event, Invalidation, Listener, Outcome, Target};

@@ -77,7 +77,11 @@ impl<'c, C: Codec> Simple<'c, C> {
 
     /// The Redis key of one call of a cached function.
     pub fn key<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<String, Error> {
-        Ok(self.cache.inner.keys.call(name, &C::encode(args)?))
+        Ok(self
+            .cache
+            .inner
+            .keys
+            .call(name, crate::argkey::arg_key(args)?.as_bytes()))
     }
 
     /// Forgets one call of a cached function; true if it was cached.

@@ -1,0 +1,311 @@
+//! Canonical text of function arguments for keys (`cached`, `cached_as`): independent of
+//! the codec and of integer widths, so `f(3_i32)` and `f(3_i64)` share one entry.
+//! Scalars use [`Value::encode`]; sequences are `[a,b]`, maps and structs `{k=v,...}`,
+//! enum variants `Name(...)`.
+
+use std::fmt;
+
+use serde::ser::{self, Serialize};
+
+use crate::error::Error;
+use crate::value::{escape_into, Value};
+
+/// The canonical key text of `args`.
+pub(crate) fn arg_key<A: Serialize + ?Sized>(args: &A) -> Result<String, Error> {
+    let mut out = String::new();
+    args.serialize(KeySer { out: &mut out })
+        .map_err(|e| Error::Codec(format!("arguments: {}", e.0)))?;
+    Ok(out)
+}
+
+#[derive(Debug)]
+pub(crate) struct KeyError(String);
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for KeyError {}
+impl ser::Error for KeyError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        KeyError(msg.to_string())
+    }
+}
+
+struct KeySer<'a> {
+    out: &'a mut String,
+}
+
+/// A compound value being written: closes with `close` and separates items with `,`.
+struct Compound<'a> {
+    out: &'a mut String,
+    first: bool,
+    close: char,
+}
+
+impl Compound<'_> {
+    fn sep(&mut self) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+    }
+    fn item<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), KeyError> {
+        self.sep();
+        v.serialize(KeySer { out: self.out })
+    }
+    fn field<T: Serialize + ?Sized>(&mut self, k: &str, v: &T) -> Result<(), KeyError> {
+        self.sep();
+        escape_into(k, self.out);
+        self.out.push('=');
+        v.serialize(KeySer { out: self.out })
+    }
+    fn end(self) -> Result<(), KeyError> {
+        self.out.push(self.close);
+        Ok(())
+    }
+}
+
+impl<'a> KeySer<'a> {
+    fn scalar(self, v: Value) -> Result<(), KeyError> {
+        v.encode_into(self.out);
+        Ok(())
+    }
+    fn open(self, name: Option<&str>, open: char, close: char) -> Compound<'a> {
+        if let Some(n) = name {
+            escape_into(n, self.out);
+        }
+        self.out.push(open);
+        Compound {
+            out: self.out,
+            first: true,
+            close,
+        }
+    }
+}
+
+macro_rules! scalars {
+    ($($name:ident($t:ty);)*) => {$(
+        fn $name(self, v: $t) -> Result<(), KeyError> { self.scalar(Value::from(v)) }
+    )*};
+}
+
+impl<'a> ser::Serializer for KeySer<'a> {
+    type Ok = ();
+    type Error = KeyError;
+    type SerializeSeq = Compound<'a>;
+    type SerializeTuple = Compound<'a>;
+    type SerializeTupleStruct = Compound<'a>;
+    type SerializeTupleVariant = Compound<'a>;
+    type SerializeMap = Compound<'a>;
+    type SerializeStruct = Compound<'a>;
+    type SerializeStructVariant = Compound<'a>;
+
+    scalars! {
+        serialize_bool(bool);
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_i32(i32);
+        serialize_i64(i64);
+        serialize_i128(i128);
+        serialize_u8(u8);
+        serialize_u16(u16);
+        serialize_u32(u32);
+        serialize_u64(u64);
+        serialize_f32(f32);
+        serialize_f64(f64);
+        serialize_char(char);
+        serialize_str(&str);
+        serialize_bytes(&[u8]);
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), KeyError> {
+        match i128::try_from(v) {
+            Ok(i) => self.scalar(Value::Int(i)),
+            // Above i128: no other integer has this value, so a distinct tag is safe.
+            Err(_) => {
+                self.out.push_str(&format!("u{v}"));
+                Ok(())
+            }
+        }
+    }
+    fn serialize_none(self) -> Result<(), KeyError> {
+        self.scalar(Value::Null)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), KeyError> {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), KeyError> {
+        self.out.push_str("()");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), KeyError> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        v: &'static str,
+    ) -> Result<(), KeyError> {
+        escape_into(v, self.out);
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> Result<(), KeyError> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        v: &T,
+    ) -> Result<(), KeyError> {
+        let mut c = self.open(Some(variant), '(', ')');
+        c.item(v)?;
+        c.end()
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>, KeyError> {
+        Ok(self.open(None, '[', ']'))
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Compound<'a>, KeyError> {
+        Ok(self.open(None, '(', ')'))
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, KeyError> {
+        Ok(self.open(None, '(', ')'))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Compound<'a>, KeyError> {
+        Ok(self.open(Some(variant), '(', ')'))
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, KeyError> {
+        Ok(self.open(None, '{', '}'))
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, KeyError> {
+        Ok(self.open(None, '{', '}'))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Compound<'a>, KeyError> {
+        Ok(self.open(Some(variant), '{', '}'))
+    }
+}
+
+macro_rules! seq_like {
+    ($($tr:ident::$m:ident),*) => {$(
+        impl ser::$tr for Compound<'_> {
+            type Ok = ();
+            type Error = KeyError;
+            fn $m<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), KeyError> {
+                self.item(v)
+            }
+            fn end(self) -> Result<(), KeyError> {
+                Compound::end(self)
+            }
+        }
+    )*};
+}
+seq_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+macro_rules! struct_like {
+    ($($tr:ident),*) => {$(
+        impl ser::$tr for Compound<'_> {
+            type Ok = ();
+            type Error = KeyError;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, k: &'static str, v: &T) -> Result<(), KeyError> {
+                self.field(k, v)
+            }
+            fn end(self) -> Result<(), KeyError> {
+                Compound::end(self)
+            }
+        }
+    )*};
+}
+struct_like!(SerializeStruct, SerializeStructVariant);
+
+impl ser::SerializeMap for Compound<'_> {
+    type Ok = ();
+    type Error = KeyError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), KeyError> {
+        self.item(k)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), KeyError> {
+        self.out.push('=');
+        v.serialize(KeySer { out: self.out })
+    }
+    fn end(self) -> Result<(), KeyError> {
+        Compound::end(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(serde::Serialize)]
+    struct Q {
+        page: u32,
+        tag: Option<String>,
+    }
+
+    #[derive(serde::Serialize)]
+    enum E {
+        Unit,
+        New(i64),
+        Tup(i8, i8),
+        Rec { a: bool },
+    }
+
+    #[test]
+    fn integer_widths_do_not_matter() {
+        assert_eq!(arg_key(&3_i32).unwrap(), arg_key(&3_u64).unwrap());
+        assert_eq!(
+            arg_key(&(1_u8, "a")).unwrap(),
+            arg_key(&(1_i64, "a")).unwrap()
+        );
+    }
+
+    #[test]
+    fn shapes_are_distinct() {
+        let keys = [
+            arg_key(&()).unwrap(),
+            arg_key(&(1,)).unwrap(),
+            arg_key(&vec![1]).unwrap(),
+            arg_key(&(1, 2)).unwrap(),
+            arg_key(&vec![1, 2]).unwrap(),
+            arg_key(&"1,2").unwrap(),
+            arg_key(&Q { page: 1, tag: None }).unwrap(),
+            arg_key(&Q {
+                page: 1,
+                tag: Some("".into()),
+            })
+            .unwrap(),
+            arg_key(&E::Unit).unwrap(),
+            arg_key(&E::New(1)).unwrap(),
+            arg_key(&E::Tup(1, 2)).unwrap(),
+            arg_key(&E::Rec { a: true }).unwrap(),
+            arg_key(&BTreeMap::from([("a", 1)])).unwrap(),
+        ];
+        let set: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(set.len(), keys.len(), "{keys:?}");
+    }
+}
