@@ -122,6 +122,7 @@ impl Default for Builder<DefaultCodec> {
                 pool_size: 16,
                 connect_timeout: Duration::from_secs(1),
                 io_timeout: Duration::from_secs(1),
+                retry_after: Duration::from_secs(1),
             },
             listeners: Vec::new(),
             errors: Vec::new(),
@@ -215,6 +216,12 @@ impl<C: Codec> Builder<C> {
     /// Redis connect timeout (default 1 s).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.redis.connect_timeout = d;
+        self
+    }
+    /// After Redis fails to answer, how long calls fail fast (or degrade) before it is
+    /// tried again (default 1 s), so an outage costs one timeout, not one per call.
+    pub fn retry_after(mut self, d: Duration) -> Self {
+        self.redis.retry_after = d;
         self
     }
     /// Redis read and write timeout (default 1 s).
@@ -807,7 +814,12 @@ impl<C: Codec> Cache<C> {
             during,
             error: &error,
         });
-        if self.inner.degrade && matches!(error, Error::Redis(_) | Error::Protocol(_)) {
+        if self.inner.degrade
+            && matches!(
+                error,
+                Error::Redis(_) | Error::Protocol(_) | Error::Unavailable(_)
+            )
+        {
             Ok(())
         } else {
             Err(error)

@@ -14,6 +14,9 @@ pub enum Error {
     /// Redis answered with an error or could not be reached.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redis failed recently and is not asked again until its retry delay has passed.
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
     /// Redis answered with something the cache's scripts never return.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
@@ -32,6 +35,7 @@ impl Error {
     /// True for errors that mean "Redis is unavailable right now" (as opposed to bad input).
     pub fn is_unavailable(&self) -> bool {
         match self {
+            Error::Unavailable(_) => true,
             Error::Redis(e) => {
                 e.is_io_error()
                     || e.is_timeout()

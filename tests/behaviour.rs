@@ -48,6 +48,7 @@ suite!(
     incomplete_row_image_invalidates_whole_table,
     values_of_equal_integers_share_keys,
     skipped_fields_widen_and_are_left_out,
+    concurrent_readers_never_see_a_value_older_than_a_finished_write,
 );
 
 fn article_get(id: i64) -> Read {
@@ -667,5 +668,72 @@ fn skipped_fields_widen_and_are_left_out(b: Backend) {
         loads.count(),
         2,
         "a condition on a skipped field depends on every row"
+    );
+}
+
+fn concurrent_readers_never_see_a_value_older_than_a_finished_write(b: Backend) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const CATEGORIES: usize = 4;
+    let name = common::unique_prefix("concurrent");
+    // Two handles on one store: two processes, as far as Redis can tell.
+    let writer = b.builder("c").prefix(name.clone()).build().unwrap();
+    let other = b.builder("c").prefix(name).build().unwrap();
+    // Embedded stores are per cache: both handles must share one.
+    let readers_cache = match b {
+        Backend::Embedded => writer.clone(),
+        Backend::Redis => other,
+    };
+    let db: Arc<Vec<AtomicU64>> = Arc::new((0..CATEGORIES).map(|_| AtomicU64::new(0)).collect());
+    let committed: Arc<Vec<AtomicU64>> =
+        Arc::new((0..CATEGORIES).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for t in 0..4 {
+        let (cache, db, committed, stop) = (
+            if t % 2 == 0 {
+                readers_cache.clone()
+            } else {
+                writer.clone()
+            },
+            db.clone(),
+            committed.clone(),
+            stop.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut reads = 0u64;
+            let mut i = t;
+            while !stop.load(Ordering::Relaxed) {
+                let c = i % CATEGORIES;
+                i += 1;
+                let floor = committed[c].load(Ordering::SeqCst);
+                let got: u64 = cache
+                    .get_or_load(&category_count(c as i64), || db[c].load(Ordering::SeqCst))
+                    .unwrap();
+                assert!(
+                    got >= floor,
+                    "category {c}: read {got} after write {floor} finished"
+                );
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    let mut writes = 0;
+    while std::time::Instant::now() < deadline {
+        let c = writes % CATEGORIES;
+        let v = db[c].fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        writer
+            .on_insert("blog.article", &Article::new(c as i64))
+            .unwrap();
+        committed[c].store(v, std::sync::atomic::Ordering::SeqCst);
+        writes += 1;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(
+        writes > 100 && reads > 1000,
+        "too little traffic: {writes} writes, {reads} reads"
     );
 }

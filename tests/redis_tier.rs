@@ -180,7 +180,8 @@ fn redis_stopped_with_degrade_runs_the_loader_and_replays_invalidations() {
             .redis(server.url())
             .degrade_on_failure(true)
             .io_timeout(Duration::from_millis(200))
-            .connect_timeout(Duration::from_millis(200)),
+            .connect_timeout(Duration::from_millis(200))
+            .retry_after(Duration::from_millis(300)),
     );
     let cache = b.build().unwrap();
     let get1 = Read::get("blog.article").filter(Cond::eq("id", 1));
@@ -196,11 +197,18 @@ fn redis_stopped_with_degrade_runs_the_loader_and_replays_invalidations() {
     };
     cache.on_update("blog.article", &old, &new).unwrap(); // queued
     assert!(cache.pending_invalidations() > 0);
+    let started = std::time::Instant::now();
     let v: String = cache.get_or_load(&get1, || "v2".to_string()).unwrap();
     assert_eq!(v, "v2", "degraded: the loader answers");
+    assert!(
+        started.elapsed() < Duration::from_millis(150),
+        "while Redis is marked down, calls do not wait for it: {:?}",
+        started.elapsed()
+    );
 
     server.resume();
-    // The queued invalidation is replayed before anything is read: v1 is never served.
+    std::thread::sleep(Duration::from_millis(350)); // past retry_after
+                                                    // The queued invalidation is replayed before anything is read: v1 is never served.
     let v: String = cache.get_or_load(&get1, || "v2".to_string()).unwrap();
     assert_eq!(v, "v2");
     assert_eq!(cache.pending_invalidations(), 0);
@@ -227,6 +235,7 @@ fn redis_stopped_without_degrade_fails_and_still_keeps_invalidations() {
         .redis(server.url())
         .io_timeout(Duration::from_millis(200))
         .connect_timeout(Duration::from_millis(200))
+        .retry_after(Duration::ZERO)
         .build()
         .unwrap();
     let get1 = Read::get("blog.article").filter(Cond::eq("id", 1));
@@ -252,6 +261,7 @@ fn redis_restarted_serves_nothing_old() {
         .redis(server.url())
         .degrade_on_failure(true)
         .io_timeout(Duration::from_millis(300))
+        .retry_after(Duration::ZERO)
         .build()
         .unwrap();
     let loads = Loads::default();

@@ -9,7 +9,7 @@
 //! loader) and `STORE` (stored only if the stamps still match).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::{Client, Connection, Script, Value as RValue};
@@ -95,6 +95,7 @@ pub(crate) struct RedisOptions {
     pub pool_size: usize,
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
+    pub retry_after: Duration,
 }
 
 /// Redis with a small pool of blocking connections.
@@ -106,6 +107,8 @@ pub(crate) struct RedisStore {
     store: Script,
     invalidate: Script,
     nonce: AtomicU64,
+    /// Set after a connection-level failure: until then, calls fail fast.
+    down_until: Mutex<Option<Instant>>,
 }
 
 impl RedisStore {
@@ -121,6 +124,7 @@ impl RedisStore {
             store: Script::new(STORE),
             invalidate: Script::new(INVALIDATE),
             nonce: AtomicU64::new(seed()),
+            down_until: Mutex::new(None),
         })
     }
 
@@ -129,26 +133,48 @@ impl RedisStore {
         &self,
         f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
-        let pooled = self.idle.lock().pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = self
-                    .client
-                    .get_connection_with_timeout(self.opts.connect_timeout)?;
-                c.set_read_timeout(Some(self.opts.io_timeout))?;
-                c.set_write_timeout(Some(self.opts.io_timeout))?;
-                c
-            }
-        };
-        let result = f(&mut conn);
-        if result.is_ok() {
-            let mut idle = self.idle.lock();
-            if idle.len() < self.opts.pool_size {
-                idle.push(conn);
+        if let Some(until) = *self.down_until.lock() {
+            let now = Instant::now();
+            if now < until {
+                return Err(Error::Unavailable(format!(
+                    "it failed to answer; next try in {:?}",
+                    until - now
+                )));
             }
         }
-        Ok(result?)
+        let pooled = self.idle.lock().pop();
+        let result = match pooled {
+            Some(c) => Ok(c),
+            None => self.connect(),
+        }
+        .and_then(|mut conn| f(&mut conn).map(|v| (v, conn)));
+        match result {
+            Ok((v, conn)) => {
+                let mut idle = self.idle.lock();
+                if idle.len() < self.opts.pool_size {
+                    idle.push(conn);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let err = Error::Redis(e);
+                if err.is_unavailable() {
+                    // Connections made before the failure may be dead too.
+                    self.idle.lock().clear();
+                    *self.down_until.lock() = Some(Instant::now() + self.opts.retry_after);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn connect(&self) -> redis::RedisResult<Connection> {
+        let c = self
+            .client
+            .get_connection_with_timeout(self.opts.connect_timeout)?;
+        c.set_read_timeout(Some(self.opts.io_timeout))?;
+        c.set_write_timeout(Some(self.opts.io_timeout))?;
+        Ok(c)
     }
 
     /// A stamp prefix no other call has used: 64 random-looking bits, then a separator.
@@ -443,6 +469,7 @@ mod tests {
                 pool_size: 1,
                 connect_timeout: Duration::from_millis(10),
                 io_timeout: Duration::from_millis(10),
+                retry_after: Duration::ZERO,
             },
         )
         .unwrap();
@@ -456,6 +483,7 @@ mod tests {
             pool_size: 1,
             connect_timeout: Duration::from_millis(10),
             io_timeout: Duration::from_millis(10),
+            retry_after: Duration::ZERO,
         };
         assert!(matches!(
             RedisStore::open("http://x", opts),
