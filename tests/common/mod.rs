@@ -19,6 +19,7 @@ pub struct RedisServer {
     wrapper: Child,
     stdin: Option<ChildStdin>,
     extra: Vec<String>,
+    tls: bool,
 }
 
 fn free_port() -> u16 {
@@ -31,12 +32,46 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server on a free port with extra `redis-server` arguments.
     pub fn start(extra: &[&str]) -> RedisServer {
-        Self::start_on(free_port(), extra.iter().map(|s| s.to_string()).collect())
+        Self::start_on(
+            free_port(),
+            extra.iter().map(|s| s.to_string()).collect(),
+            false,
+        )
     }
 
-    fn start_on(port: u16, extra: Vec<String>) -> RedisServer {
+    /// Starts a TLS-only server with a self-signed certificate made by `openssl` in `dir`.
+    pub fn start_tls(dir: &std::path::Path) -> RedisServer {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let ok = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "openssl is needed to make a test certificate");
+        let extra = vec![
+            format!("--tls-cert-file {}", cert.display()),
+            format!("--tls-key-file {}", key.display()),
+            format!("--tls-ca-cert-file {}", cert.display()),
+            "--tls-auth-clients no".to_string(),
+        ];
+        Self::start_on(free_port(), extra, true)
+    }
+
+    fn start_on(port: u16, extra: Vec<String>, tls: bool) -> RedisServer {
+        let ports = if tls {
+            format!("--port 0 --tls-port {port}")
+        } else {
+            format!("--port {port}")
+        };
         let mut args = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --daemonize no --loglevel warning"
+            "redis-server {ports} --bind 127.0.0.1 --save '' --appendonly no --daemonize no --loglevel warning"
         );
         for a in &extra {
             args.push(' ');
@@ -69,6 +104,7 @@ impl RedisServer {
             wrapper,
             stdin,
             extra,
+            tls,
         };
         server.wait_ready();
         server
@@ -78,17 +114,18 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         let client = redis::Client::open(self.url()).unwrap();
         loop {
-            if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) {
-                match redis::cmd("PING").query::<String>(&mut c) {
+            let last = match client.get_connection_with_timeout(Duration::from_millis(200)) {
+                Ok(mut c) => match redis::cmd("PING").query::<String>(&mut c) {
                     Ok(_) => return,
                     // A server with a password answers, which is all we wait for.
                     Err(e) if e.to_string().contains("NOAUTH") => return,
-                    Err(_) => {}
-                }
-            }
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
             assert!(
                 Instant::now() < deadline,
-                "redis-server on {} did not start",
+                "redis-server on {} did not start: {last}",
                 self.port
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -96,7 +133,12 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        if self.tls {
+            // Self-signed certificate: skip verification.
+            format!("rediss://127.0.0.1:{}/#insecure", self.port)
+        } else {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
     }
 
     pub fn conn(&self) -> redis::Connection {
@@ -125,7 +167,7 @@ impl RedisServer {
     /// Starts a fresh, empty server on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        *self = Self::start_on(self.port, self.extra.clone());
+        *self = Self::start_on(self.port, self.extra.clone(), self.tls);
     }
 }
 
