@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub pending_limit: usize,
     pub listeners: Vec<Listener>,
     pub pending: Pending,
+    /// Memoised read plans (none with a computed prefix).
+    pub plans: Option<moka::sync::Cache<String, Arc<Plan>>>,
 }
 
 /// A query cache with stamp-validated, granular invalidation.
@@ -270,7 +272,7 @@ impl<C: Codec> Builder<C> {
                 store,
                 profiles: self.profiles,
                 keys: KeySpace {
-                    prefix: self.prefix,
+                    prefix: self.prefix.clone(),
                     version: self.version,
                 },
                 enabled: self.enabled,
@@ -278,6 +280,10 @@ impl<C: Codec> Builder<C> {
                 max_in: self.max_in,
                 max_conjs: self.max_conjs,
                 pending_limit: self.pending_limit,
+                plans: match self.prefix {
+                    Prefix::Static(_) => Some(moka::sync::Cache::new(10_000)),
+                    Prefix::Computed(_) => None,
+                },
                 listeners: self.listeners,
                 pending: Pending::default(),
             }),
@@ -329,6 +335,23 @@ impl Deps {
             ttl,
         }
     }
+}
+
+/// Appends what identifies a read's result: operation, table, database unless the profile
+/// is `db_agnostic`, condition and extra.
+fn describe_read(read: &Read, profile: &Profile, d: &mut String) {
+    d.push_str(read.op.name());
+    d.push('(');
+    escape_into(&read.table, d);
+    if !profile.db_agnostic {
+        d.push('@');
+        escape_into(&read.db, d);
+    }
+    d.push(',');
+    read.cond.describe_into(d);
+    let _ = write!(d, ",{}:", read.extra.len());
+    d.push_str(&read.extra);
+    d.push(')');
 }
 
 impl Cache<DefaultCodec> {
@@ -406,11 +429,33 @@ impl<C: Codec> Cache<C> {
     }
 
     /// The plan of a read, or `None` when it bypasses the cache.
-    pub(crate) fn plan_read(&self, read: &Read) -> Option<Plan> {
+    ///
+    /// Plans are pure functions of the read and the configuration, so they are memoised by
+    /// description (DNF and key building cost more than the lookup). With a computed prefix
+    /// they are not: the function is the user's and may look at more than its arguments.
+    pub(crate) fn plan_read(&self, read: &Read) -> Option<Arc<Plan>> {
         let profile = self.read_profile(read)?;
-        let mut deps = Deps::default();
-        self.add_read(read, profile, &mut deps);
-        Some(deps.into_plan(&self.inner.keys, profile.timeout))
+        let build = || {
+            let mut deps = Deps::default();
+            self.add_read(read, profile, &mut deps);
+            Arc::new(deps.into_plan(&self.inner.keys, profile.timeout))
+        };
+        let Some(plans) = &self.inner.plans else {
+            return Some(build());
+        };
+        let mut key = String::with_capacity(96);
+        describe_read(read, profile, &mut key);
+        key.push(if read.force == Some(Force::Cache) {
+            '!'
+        } else {
+            '.'
+        });
+        if let Some(plan) = plans.get(&key) {
+            return Some(plan);
+        }
+        let plan = build();
+        plans.insert(key, plan.clone());
+        Some(plan)
     }
 
     /// Adds a read's stamps and description to `deps`.
@@ -440,19 +485,7 @@ impl<C: Codec> Cache<C> {
                 deps.stamp(tk.conj_key(conj));
             }
         }
-        let d = &mut deps.description;
-        d.push_str(read.op.name());
-        d.push('(');
-        escape_into(&read.table, d);
-        if !profile.db_agnostic {
-            d.push('@');
-            escape_into(&read.db, d);
-        }
-        d.push(',');
-        read.cond.describe_into(d);
-        let _ = write!(d, ",{}:", read.extra.len());
-        d.push_str(&read.extra);
-        d.push(')');
+        describe_read(read, profile, &mut deps.description);
     }
 
     /// Adds a whole-table dependency to `deps`.
@@ -484,7 +517,7 @@ impl<C: Codec> Cache<C> {
     pub(crate) fn load_through<T, E, F>(
         &self,
         target: Target<'_>,
-        plan: Option<Plan>,
+        plan: Option<Arc<Plan>>,
         loader: F,
     ) -> Result<T, LoadError<E>>
     where
@@ -745,25 +778,14 @@ impl<C: Codec> Cache<C> {
 
     /// Replays queued invalidations; on failure they stay queued.
     fn replay(&self) -> Result<(), Error> {
-        if !self.inner.pending.any() {
-            return Ok(());
+        let sent = self
+            .inner
+            .pending
+            .replay(self.inner.pending_limit, |b| self.send(b))?;
+        if sent > 0 {
+            self.emit(&Event::Replayed { items: sent });
         }
-        let backlog = self.inner.pending.take();
-        if backlog.is_empty() {
-            return Ok(());
-        }
-        match self.send(&backlog) {
-            Ok(()) => {
-                self.emit(&Event::Replayed {
-                    items: backlog.len(),
-                });
-                Ok(())
-            }
-            Err(e) => {
-                self.inner.pending.push(backlog, self.inner.pending_limit);
-                Err(e)
-            }
-        }
+        Ok(())
     }
 
     // ---------------------------------------------------------------- events and failures

@@ -118,6 +118,6 @@ impl<'c, C: Codec> CachedAs<'c, C> {
         Cache::<C>::describe(&mut deps, self.extra.as_bytes());
         let ttl = timeout.unwrap_or_else(|| profiles.get_or_default("").timeout);
         let plan = deps.into_plan(&cache.inner.keys, ttl);
-        cache.load_through(target, Some(plan), f)
+        cache.load_through(target, Some(std::sync::Arc::new(plan)), f)
     }
 }

@@ -74,10 +74,15 @@ impl Backlog {
 }
 
 /// The queue, with a flag so the hot path checks it without locking.
+///
+/// The flag stays set until a replay has *finished*, and replays are serialised: a read that
+/// finds the flag set waits for the replay in progress instead of reading entries the
+/// replay is about to kill.
 #[derive(Default)]
 pub(crate) struct Pending {
     queued: AtomicBool,
     backlog: Mutex<Backlog>,
+    replaying: Mutex<()>,
 }
 
 impl Pending {
@@ -93,11 +98,32 @@ impl Pending {
         self.queued.store(!q.is_empty(), Ordering::Release);
     }
 
-    /// Takes everything queued (to replay it); `push` it back if the replay fails.
-    pub fn take(&self) -> Backlog {
-        let mut q = self.backlog.lock();
-        self.queued.store(false, Ordering::Release);
-        std::mem::take(&mut *q)
+    /// Sends everything queued with `send`; on failure it stays queued. Returns how many
+    /// items were sent.
+    pub fn replay<E>(
+        &self,
+        limit: usize,
+        send: impl FnOnce(&Backlog) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        if !self.any() {
+            return Ok(0);
+        }
+        let _one_at_a_time = self.replaying.lock();
+        let backlog = std::mem::take(&mut *self.backlog.lock());
+        if backlog.is_empty() {
+            return Ok(0);
+        }
+        match send(&backlog) {
+            Ok(()) => {
+                let q = self.backlog.lock();
+                self.queued.store(!q.is_empty(), Ordering::Release);
+                Ok(backlog.len())
+            }
+            Err(e) => {
+                self.push(backlog, limit);
+                Err(e)
+            }
+        }
     }
 
     /// Number of queued items.
@@ -139,7 +165,7 @@ mod tests {
         p.push(rows("a", 3), 5);
         assert!(p.any());
         p.push(rows("b", 3), 5);
-        let b = p.take();
+        let b = take(&p);
         assert!(!p.any());
         assert!(b.rows.is_empty());
         let gens: Vec<&String> = b.tables.keys().collect();
@@ -155,7 +181,7 @@ mod tests {
             ..Backlog::default()
         };
         p.push(b, 2);
-        let b = p.take();
+        let b = take(&p);
         assert!(b.all && b.keys.is_empty());
     }
 
@@ -165,6 +191,27 @@ mod tests {
         p.push(rows("a", 2), 10);
         p.push(rows("a", 2), 10);
         assert_eq!(p.len(), 4);
-        assert_eq!(p.take().rows["a:g"].1.len(), 4);
+        assert_eq!(take(&p).rows["a:g"].1.len(), 4);
+    }
+
+    fn take(p: &Pending) -> Backlog {
+        let mut out = Backlog::default();
+        p.replay(10, |b| {
+            out = b.clone();
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn failed_replays_keep_everything_queued() {
+        let p = Pending::default();
+        p.push(rows("a", 2), 10);
+        assert!(p.replay(10, |_| Err(())).is_err());
+        assert!(p.any());
+        assert_eq!(p.len(), 2);
+        assert_eq!(take(&p).rows["a:g"].1.len(), 2);
+        assert!(!p.any());
     }
 }

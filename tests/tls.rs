@@ -1,6 +1,5 @@
 //! `rediss://` URLs against a real TLS-only redis-server. Needs the `tls` feature:
-//! `cargo test --features tls --test tls` (CI runs it).
-#![cfg(feature = "tls")]
+//! `cargo test --features tls --test tls` (CI runs it; `required-features` in Cargo.toml).
 
 mod common;
 

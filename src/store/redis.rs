@@ -212,7 +212,8 @@ fn protocol(what: &str, v: &RValue) -> Error {
 }
 
 /// The checksum of stamp values, as the scripts compute it: SHA-1 hex of them joined by `,`.
-fn checksum<'a>(stamps: impl Iterator<Item = &'a [u8]>) -> String {
+fn checksum<'a>(stamps: impl Iterator<Item = &'a [u8]>) -> [u8; CHECKSUM_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut h = sha1_smol::Sha1::new();
     for (i, s) in stamps.enumerate() {
         if i > 0 {
@@ -220,7 +221,12 @@ fn checksum<'a>(stamps: impl Iterator<Item = &'a [u8]>) -> String {
         }
         h.update(s);
     }
-    h.digest().to_string()
+    let mut out = [0u8; CHECKSUM_LEN];
+    for (i, b) in h.digest().bytes().iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    out
 }
 
 /// Checks the reply of `MGET entry stamps...`: the entry if present and every stamp
@@ -242,7 +248,7 @@ fn parse_hit(v: RValue) -> Result<Option<HitBytes>, Error> {
     }
     let valid = match &items[0] {
         RValue::BulkString(e) => {
-            e.len() >= CHECKSUM_LEN && e[..CHECKSUM_LEN] == *checksum(stamps.into_iter()).as_bytes()
+            e.len() >= CHECKSUM_LEN && e[..CHECKSUM_LEN] == checksum(stamps.into_iter())
         }
         RValue::Nil => false,
         other => return Err(protocol("mget entry", other)),
@@ -313,22 +319,25 @@ impl Store for RedisStore {
     }
 
     fn invalidate_rows(&self, batches: &[(TableKeys, Vec<EncodedRow>)]) -> Result<(), Error> {
+        // One pipeline (one round trip); large batches are split so no script call is huge.
         let mut pipe = redis::pipe();
         for (t, rows) in batches {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(self.invalidate.get_hash())
-                .arg(2)
-                .arg(&t.schemes)
-                .arg(&t.gen)
-                .arg(&t.conj_prefix)
-                .arg(rows.len());
-            for row in rows {
-                cmd.arg(row.len());
-                for (f, v) in row {
-                    cmd.arg(f).arg(v);
+            for chunk in rows.chunks(500) {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(self.invalidate.get_hash())
+                    .arg(2)
+                    .arg(&t.schemes)
+                    .arg(&t.gen)
+                    .arg(&t.conj_prefix)
+                    .arg(chunk.len());
+                for row in chunk {
+                    cmd.arg(row.len());
+                    for (f, v) in row {
+                        cmd.arg(f).arg(v);
+                    }
                 }
+                pipe.add_command(cmd);
             }
-            pipe.add_command(cmd);
         }
         let run = |c: &mut Connection| pipe.query::<Vec<RValue>>(c);
         match self.with_conn(run) {
@@ -415,14 +424,14 @@ mod tests {
         // redis.sha1hex("a,b") == sha1("a,b")
         assert_eq!(
             checksum([&b"a"[..], &b"b"[..]].into_iter()),
-            sha1_smol::Sha1::from("a,b").digest().to_string()
+            sha1_smol::Sha1::from("a,b").digest().to_string().as_bytes()
         );
     }
 
     #[test]
     fn hits_are_checked_against_the_stamps() {
         let cs = checksum([&b"s1"[..], &b"s2"[..]].into_iter());
-        let mut entry = cs.clone().into_bytes();
+        let mut entry = cs.to_vec();
         entry.extend_from_slice(b"payload");
         let reply = |e: RValue, a: RValue| RValue::Array(vec![e, a, bulk(b"s2")]);
         let hit = parse_hit(reply(bulk(&entry), bulk(b"s1")))
