@@ -16,13 +16,15 @@ use crate::dnf::{to_dnf, DnfLimits};
 use crate::error::{Error, LoadError};
 use crate::event::{Event, Invalidation, Listener, Outcome, Target};
 use crate::keys::{scheme_of, KeySpace, Prefix, PrefixScope, TableKeys};
+use crate::local::tracking::{self, Channel, TrackingOptions};
+use crate::local::{LocalMode, LocalStats, LocalTier, Lookup};
 use crate::pending::{Backlog, Pending};
 use crate::profile::{Profile, Profiles};
 use crate::read::{Dep, Force, Read};
 use crate::row::Row;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{RedisOptions, RedisStore};
-use crate::store::{EncodedRow, Fetch, Plan, Store};
+use crate::store::{EncodedRow, Fetch, Plan, Store, Token};
 use crate::value::{escape, escape_into};
 
 /// Shared state of all handles of one cache.
@@ -39,6 +41,20 @@ pub(crate) struct Inner {
     pub pending: Pending,
     /// Memoised read plans (none with a computed prefix).
     pub plans: Option<moka::sync::Cache<String, Arc<Plan>>>,
+    /// The local tier, when any profile uses it.
+    pub local: Option<LocalTier>,
+    /// The tracked tier's push channel, when some read is `Tracked` on Redis.
+    pub channel: Option<Arc<Channel>>,
+    /// The default local mode (for profiles that do not set one, and `cached_as`).
+    pub default_local: LocalMode,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(c) = &self.channel {
+            c.stop();
+        }
+    }
 }
 
 /// A query cache with stamp-validated, granular invalidation.
@@ -101,6 +117,9 @@ pub struct Builder<C: Codec = DefaultCodec> {
     max_conjs: usize,
     pending_limit: usize,
     redis: RedisOptions,
+    local: LocalMode,
+    local_capacity: u64,
+    heartbeat: Duration,
     listeners: Vec<Listener>,
     errors: Vec<Error>,
     codec: PhantomData<fn() -> C>,
@@ -126,6 +145,9 @@ impl Default for Builder<DefaultCodec> {
                 io_timeout: Duration::from_secs(1),
                 retry_after: Duration::from_secs(1),
             },
+            local: LocalMode::Off,
+            local_capacity: 64 << 20,
+            heartbeat: Duration::from_millis(250),
             listeners: Vec::new(),
             errors: Vec::new(),
             codec: PhantomData,
@@ -231,6 +253,23 @@ impl<C: Codec> Builder<C> {
         self.redis.io_timeout = d;
         self
     }
+    /// Turns the local tier on with this default mode (profiles may set their own with
+    /// [`Profile::local`]). Default: off.
+    pub fn local(mut self, mode: LocalMode) -> Self {
+        self.local = mode;
+        self
+    }
+    /// Bytes of encoded values the local tier holds at most (default 64 MiB).
+    pub fn local_capacity(mut self, bytes: u64) -> Self {
+        self.local_capacity = bytes;
+        self
+    }
+    /// How long the push channel of `Tracked` reads may stay silent before it is checked
+    /// (and, without an answer within the same time, dropped). Default 250 ms.
+    pub fn tracking_heartbeat(mut self, d: Duration) -> Self {
+        self.heartbeat = d;
+        self
+    }
     /// Subscribes to events.
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
         self.listeners.push(Arc::new(f));
@@ -249,6 +288,9 @@ impl<C: Codec> Builder<C> {
             max_conjs: self.max_conjs,
             pending_limit: self.pending_limit,
             redis: self.redis,
+            local: self.local,
+            local_capacity: self.local_capacity,
+            heartbeat: self.heartbeat,
             listeners: self.listeners,
             errors: self.errors,
             codec: PhantomData,
@@ -267,14 +309,63 @@ impl<C: Codec> Builder<C> {
             Backend::Embedded { capacity } => Box::new(EmbeddedStore::new(*capacity)),
             Backend::Redis { url } => Box::new(RedisStore::open(url, self.redis.clone())?),
         };
+        let keys = KeySpace {
+            prefix: self.prefix.clone(),
+            version: self.version,
+        };
+        let default_local = self.local;
+        let mode_of = |p: &Profile| {
+            if p.local_get {
+                LocalMode::TtlOnly
+            } else {
+                p.local.unwrap_or(default_local)
+            }
+        };
+        let uses_local =
+            self.profiles.any(|p| mode_of(p) != LocalMode::Off) || default_local != LocalMode::Off;
+        let uses_tracked = self.profiles.any(|p| mode_of(p) == LocalMode::Tracked)
+            || default_local == LocalMode::Tracked;
+        let epochs = crate::local::epochs::Epochs::default();
+        let entries = LocalTier::entries(self.local_capacity);
+        let channel = match (&self.backend, uses_local && uses_tracked) {
+            (Backend::Redis { url }, true) => {
+                let Some(prefix) = keys.stamp_prefix() else {
+                    return Err(Error::Config(
+                        "the Tracked local mode needs a static key prefix".into(),
+                    ));
+                };
+                if self.heartbeat.is_zero() {
+                    return Err(Error::Config(
+                        "the tracking heartbeat must be above zero".into(),
+                    ));
+                }
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
+                let opts = TrackingOptions {
+                    prefix,
+                    heartbeat: self.heartbeat,
+                    connect_timeout: self.redis.connect_timeout,
+                };
+                Some(tracking::spawn(
+                    client,
+                    opts,
+                    epochs.clone(),
+                    entries.clone(),
+                ))
+            }
+            _ => None,
+        };
+        let local = uses_local.then(|| {
+            let ch = channel
+                .clone()
+                .unwrap_or_else(|| Channel::always_up(epochs.clone()));
+            LocalTier::new(entries, ch)
+        });
         Ok(Cache {
             inner: Arc::new(Inner {
                 store,
                 profiles: self.profiles,
-                keys: KeySpace {
-                    prefix: self.prefix.clone(),
-                    version: self.version,
-                },
+                keys,
                 enabled: self.enabled,
                 degrade: self.degrade,
                 max_in: self.max_in,
@@ -286,6 +377,9 @@ impl<C: Codec> Builder<C> {
                 },
                 listeners: self.listeners,
                 pending: Pending::default(),
+                local,
+                channel,
+                default_local,
             }),
             write_db: Arc::from("default"),
             invalidates: true,
@@ -321,7 +415,7 @@ impl Deps {
         }
     }
 
-    pub(crate) fn into_plan(self, keys: &KeySpace, ttl: Duration) -> Plan {
+    pub(crate) fn into_plan(self, keys: &KeySpace, ttl: Duration, local: LocalMode) -> Plan {
         let tables: Vec<&str> = self.tables.iter().map(String::as_str).collect();
         let dbs: Vec<&str> = self.dbs.iter().map(String::as_str).collect();
         Plan {
@@ -333,8 +427,22 @@ impl Deps {
                 .map(|(k, s)| (k, s.into_iter().collect()))
                 .collect(),
             ttl,
+            local,
         }
     }
+}
+
+/// The value out of its `Arc`: moved when unshared, cloned when the local tier holds it too.
+pub(crate) fn unwrap_arc<T: Clone>(v: Arc<T>) -> T {
+    Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())
+}
+
+/// Counters of a cache's tiers, from [`Cache::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The local tier (all zero when it is off).
+    pub local: LocalStats,
 }
 
 /// Appends what identifies a read's result: operation, table, database unless the profile
@@ -376,12 +484,25 @@ impl<C: Codec> Cache<C> {
     // ---------------------------------------------------------------- reads
 
     /// Returns the cached result of `read`, or runs `loader`, stores and returns its result.
+    ///
+    /// With the local tier on, a local hit clones the value out of its `Arc`; use
+    /// [`get_or_load_arc`](Cache::get_or_load_arc) to share it instead.
     pub fn get_or_load<T, F>(&self, read: &Read, loader: F) -> Result<T, Error>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
-        self.try_get_or_load(read, || Ok::<T, std::convert::Infallible>(loader()))
+        self.get_or_load_arc(read, loader).map(unwrap_arc)
+    }
+
+    /// Like [`get_or_load`](Cache::get_or_load), sharing the value: a local hit clones an
+    /// `Arc`, never the value, and never decodes.
+    pub fn get_or_load_arc<T, F>(&self, read: &Read, loader: F) -> Result<Arc<T>, Error>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> T,
+    {
+        self.try_get_or_load_arc(read, || Ok::<T, std::convert::Infallible>(loader()))
             .map_err(|e| match e {
                 LoadError::Cache(e) => e,
                 LoadError::Loader(never) => match never {},
@@ -392,7 +513,20 @@ impl<C: Codec> Cache<C> {
     /// is returned as is and nothing is stored.
     pub fn try_get_or_load<T, E, F>(&self, read: &Read, loader: F) -> Result<T, LoadError<E>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.try_get_or_load_arc(read, loader).map(unwrap_arc)
+    }
+
+    /// Like [`try_get_or_load`](Cache::try_get_or_load), sharing the value.
+    pub fn try_get_or_load_arc<T, E, F>(
+        &self,
+        read: &Read,
+        loader: F,
+    ) -> Result<Arc<T>, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
         let target = Target::Table {
@@ -438,7 +572,8 @@ impl<C: Codec> Cache<C> {
         let build = || {
             let mut deps = Deps::default();
             self.add_read(read, profile, &mut deps);
-            Arc::new(deps.into_plan(&self.inner.keys, profile.timeout))
+            let local = self.local_mode(profile);
+            Arc::new(deps.into_plan(&self.inner.keys, profile.timeout, local))
         };
         let Some(plans) = &self.inner.plans else {
             return Some(build());
@@ -456,6 +591,26 @@ impl<C: Codec> Cache<C> {
         let plan = build();
         plans.insert(key, plan.clone());
         Some(plan)
+    }
+
+    /// The local mode of a profile (`local_get` is cacheops' name for `TtlOnly`).
+    fn local_mode(&self, profile: &Profile) -> LocalMode {
+        if self.inner.local.is_none() {
+            LocalMode::Off
+        } else if profile.local_get {
+            LocalMode::TtlOnly
+        } else {
+            profile.local.unwrap_or(self.inner.default_local)
+        }
+    }
+
+    /// The default local mode (used by `cached_as`).
+    pub(crate) fn default_local(&self) -> LocalMode {
+        if self.inner.local.is_none() {
+            LocalMode::Off
+        } else {
+            self.inner.default_local
+        }
     }
 
     /// Adds a read's stamps and description to `deps`.
@@ -513,28 +668,73 @@ impl<C: Codec> Cache<C> {
         );
     }
 
-    /// The read protocol: fetch (stamps first), load, store. Shared by every cached read.
+    /// The read protocol, shared by every cached read: the local tier (if the plan uses it),
+    /// then the shared tier (stamps read before the loader), then the loader and the store.
     pub(crate) fn load_through<T, E, F>(
         &self,
         target: Target<'_>,
         plan: Option<Arc<Plan>>,
         loader: F,
-    ) -> Result<T, LoadError<E>>
+    ) -> Result<Arc<T>, LoadError<E>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
+        let load = || loader().map(Arc::new).map_err(LoadError::Loader);
         let Some(plan) = plan else {
             self.read_event(target, Outcome::Bypass);
-            return loader().map_err(LoadError::Loader);
+            return load();
+        };
+        let local = self
+            .inner
+            .local
+            .as_ref()
+            .filter(|_| plan.local != LocalMode::Off);
+        if let Some(local) = local {
+            match local.lookup::<T>(&plan.entry, plan.local) {
+                Lookup::Serve(v) => {
+                    self.read_event(target, Outcome::LocalHit);
+                    return Ok(v);
+                }
+                Lookup::Confirm(entry, v) => {
+                    let confirmed = self
+                        .replay()
+                        .and_then(|()| self.inner.store.confirm(&plan.stamps, entry.token()));
+                    match confirmed {
+                        Ok(valid) => {
+                            local.confirmed(&plan.entry, &entry, valid);
+                            if valid {
+                                self.read_event(target, Outcome::LocalHit);
+                                return Ok(v);
+                            }
+                        }
+                        Err(e) => {
+                            // Unconfirmed entries are never served.
+                            self.store_failed("confirm", e)?;
+                            self.read_event(target, Outcome::Degraded);
+                            return load();
+                        }
+                    }
+                }
+                Lookup::Miss => {}
+            }
+        }
+        // Epochs are recorded before the stamps are read (see local/epochs.rs).
+        let snapshot = local.and_then(|l| l.begin_fill(&plan.stamps, plan.local));
+        let keep_local = |value: &Arc<T>, token: Token, weight: usize| {
+            if let (Some(l), Some(s)) = (local, snapshot) {
+                l.finish_fill(&plan.entry, value.clone(), token, s, plan.ttl, weight);
+            }
         };
         let fetched = self
             .replay()
             .and_then(|()| self.inner.store.fetch(&plan, true));
         let token = match fetched {
-            Ok(Fetch::Hit(bytes)) => match C::decode::<T>(bytes.payload()) {
+            Ok(Fetch::Hit(bytes, token)) => match C::decode::<T>(bytes.payload()) {
                 Ok(v) => {
                     self.read_event(target, Outcome::Hit);
+                    let v = Arc::new(v);
+                    keep_local(&v, token, bytes.payload().len());
                     return Ok(v);
                 }
                 Err(e) => {
@@ -544,7 +744,7 @@ impl<C: Codec> Cache<C> {
                     });
                     match self.inner.store.fetch(&plan, false) {
                         Ok(Fetch::Miss(t)) => Some(t),
-                        Ok(Fetch::Hit(_)) => None,
+                        Ok(Fetch::Hit(..)) => None,
                         Err(e) => {
                             self.store_failed("fetch", e)?;
                             None
@@ -561,15 +761,50 @@ impl<C: Codec> Cache<C> {
         let Some(token) = token else {
             // Degraded: the store is unusable, the loader answers and nothing is stored.
             self.read_event(target, Outcome::Degraded);
-            return loader().map_err(LoadError::Loader);
+            return load();
         };
-        let value = loader().map_err(LoadError::Loader)?;
+        let value = load()?;
         self.read_event(target, Outcome::Miss);
-        let bytes = C::encode(&value)?;
-        if let Err(e) = self.inner.store.store(&plan, &token, &bytes) {
-            self.store_failed("store", e)?;
+        let bytes = C::encode(&*value)?;
+        match self.inner.store.store(&plan, &token, &bytes) {
+            Ok(true) => keep_local(&value, token, bytes.len()),
+            Ok(false) => {}
+            Err(e) => self.store_failed("store", e)?,
         }
         Ok(value)
+    }
+
+    /// Counters of the tiers.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            local: self
+                .inner
+                .local
+                .as_ref()
+                .map(LocalTier::stats)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The local tier, for tests of its memory bounds.
+    #[doc(hidden)]
+    pub fn local_sizes(&self) -> (u64, usize) {
+        self.inner
+            .local
+            .as_ref()
+            .map_or((0, 0), |l| (l.len(), l.epoch_slots()))
+    }
+
+    /// The Redis client id of the tracked tier's push connection (0 when none), so tests
+    /// can kill it.
+    #[doc(hidden)]
+    pub fn push_client_id(&self) -> u64 {
+        self.inner.channel.as_ref().map_or(0, |c| c.client_id())
+    }
+
+    /// True while the tracked tier's push channel is up.
+    pub fn push_channel_up(&self) -> bool {
+        self.inner.channel.as_ref().is_some_and(|c| c.is_up())
     }
 
     // ---------------------------------------------------------------- invalidation
@@ -733,7 +968,7 @@ impl<C: Codec> Cache<C> {
         let bytes = C::encode(new)?;
         let stored = self.inner.store.fetch(&plan, false).and_then(|f| match f {
             Fetch::Miss(token) => self.inner.store.store(&plan, &token, &bytes),
-            Fetch::Hit(_) => Ok(false),
+            Fetch::Hit(..) => Ok(false),
         });
         match stored {
             Ok(_) => Ok(()),
@@ -751,23 +986,41 @@ impl<C: Codec> Cache<C> {
             Err(e) => {
                 self.invalidation_events(&b, true);
                 self.inner.pending.push(b, self.inner.pending_limit);
+                // Which stamps the queued rows will delete is unknown until they are sent:
+                // drop every local entry rather than risk serving one of them.
+                if let Some(l) = &self.inner.local {
+                    l.flush();
+                }
                 self.store_failed("invalidate", e)
             }
         }
     }
 
+    /// Sends a backlog to the store, and applies what it deleted to the local tier before
+    /// returning (a process reads its own writes).
     fn send(&self, b: &Backlog) -> Result<(), Error> {
         let store = &self.inner.store;
+        let local = self.inner.local.as_ref();
         if b.all {
-            return store.invalidate_all(&self.inner.keys.scan_pattern());
+            store.invalidate_all(&self.inner.keys.scan_pattern())?;
+            if let Some(l) = local {
+                l.flush();
+            }
+            return Ok(());
         }
         if !b.tables.is_empty() {
             let gens: Vec<String> = b.tables.keys().cloned().collect();
             store.invalidate_tables(&gens)?;
+            if let Some(l) = local {
+                l.stamps_changed(gens.iter().map(String::as_str));
+            }
         }
         if !b.rows.is_empty() {
             let batches: Vec<(TableKeys, Vec<EncodedRow>)> = b.rows.values().cloned().collect();
-            store.invalidate_rows(&batches)?;
+            let deleted = store.invalidate_rows(&batches)?;
+            if let Some(l) = local {
+                l.stamps_changed(deleted.iter().map(String::as_str));
+            }
         }
         if !b.keys.is_empty() {
             let keys: Vec<String> = b.keys.iter().cloned().collect();

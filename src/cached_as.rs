@@ -74,7 +74,7 @@ impl<'c, C: Codec> CachedAs<'c, C> {
     /// Returns the cached result or runs `f` and caches it.
     pub fn get_or_load<T, F>(self, f: F) -> Result<T, Error>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
         self.try_get_or_load(|| Ok::<T, std::convert::Infallible>(f()))
@@ -87,14 +87,16 @@ impl<'c, C: Codec> CachedAs<'c, C> {
     /// Like [`get_or_load`](CachedAs::get_or_load) with a function that can fail.
     pub fn try_get_or_load<T, E, F>(self, f: F) -> Result<T, LoadError<E>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
         let args = self.args.map_err(LoadError::Cache)?;
         let cache = self.cache;
         let target = Target::Func { name: &self.name };
         if !cache.inner.enabled {
-            return cache.load_through(target, None, f);
+            return cache
+                .load_through(target, None, f)
+                .map(crate::cache::unwrap_arc);
         }
         let profiles = &cache.inner.profiles;
         let mut deps = Deps::default();
@@ -117,7 +119,9 @@ impl<'c, C: Codec> CachedAs<'c, C> {
         Cache::<C>::describe(&mut deps, &args);
         Cache::<C>::describe(&mut deps, self.extra.as_bytes());
         let ttl = timeout.unwrap_or_else(|| profiles.get_or_default("").timeout);
-        let plan = deps.into_plan(&cache.inner.keys, ttl);
-        cache.load_through(target, Some(std::sync::Arc::new(plan)), f)
+        let plan = deps.into_plan(&cache.inner.keys, ttl, cache.default_local());
+        cache
+            .load_through(target, Some(std::sync::Arc::new(plan)), f)
+            .map(crate::cache::unwrap_arc)
     }
 }

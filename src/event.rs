@@ -30,8 +30,10 @@ pub enum Target<'a> {
 /// How a read was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Served from the cache.
+    /// Served from the shared tier.
     Hit,
+    /// Served from the local tier (process memory).
+    LocalHit,
     /// Not cached (or dead); the loader ran and the result was stored.
     Miss,
     /// Not cached by configuration (disabled, `nocache`, profile); the loader ran.

@@ -1,14 +1,15 @@
 //! Where every Redis key is built. The layout (see DESIGN.md):
 //!
 //! ```text
-//! <prefix>sc<v>:{<table>}:s          set of schemes (field-name lists) used by reads
-//! <prefix>sc<v>:{<table>}:g          the table's generation stamp (whole-table invalidation)
-//! <prefix>sc<v>:{<table>}:c:<conj>   a conjunction's stamp, e.g. `category=i1&published=T`
-//! <prefix>sc<v>:{<table>}:e:<hash>   a cached read (first table's tag), checksum + payload
-//! <prefix>sc<v>:{fn}:<hash>          a time-only entry (simple cache)
+//! <prefix>sc<v>:m:{<table>}            set of schemes (field-name lists) used by reads
+//! <prefix>sc<v>:s:{<table>}:g          the table's generation stamp (whole-table invalidation)
+//! <prefix>sc<v>:s:{<table>}:c:<conj>   a conjunction's stamp, e.g. `category=i1&published=T`
+//! <prefix>sc<v>:e:{<table>}:<hash>     a cached read (first table's tag), checksum + payload
+//! <prefix>sc<v>:f:{fn}:...             a time-only entry (simple cache, cached functions)
 //! ```
 //!
 //! Every key of one table shares the hash tag `{<table>}`, so each script touches one slot.
+//! All stamps share the prefix `<prefix>sc<v>:s:`, which the tracked local tier subscribes to.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -114,37 +115,48 @@ impl KeySpace {
 
     /// The keys of `table` as written on database `db`.
     pub fn table(&self, table: &str, db: &str) -> TableKeys {
-        let mut base = self.base(&[table], &[db]);
-        base.push('{');
-        escape_into(table, &mut base);
-        base.push('}');
-        let with = |tail: &str| {
-            let mut k = String::with_capacity(base.len() + 3);
+        let base = self.base(&[table], &[db]);
+        let mut tag = String::with_capacity(table.len() + 2);
+        tag.push('{');
+        escape_into(table, &mut tag);
+        tag.push('}');
+        let key = |kind: &str, tail: &str| {
+            let mut k = String::with_capacity(base.len() + tag.len() + 6);
             k.push_str(&base);
+            k.push_str(kind);
+            k.push_str(&tag);
             k.push_str(tail);
             k
         };
         TableKeys {
             table: table.to_owned(),
-            schemes: with(":s"),
-            gen: with(":g"),
-            conj_prefix: with(":c:"),
+            schemes: key("m:", ""),
+            gen: key("s:", ":g"),
+            conj_prefix: key("s:", ":c:"),
+        }
+    }
+
+    /// The prefix every stamp key starts with, when the key prefix is static.
+    pub fn stamp_prefix(&self) -> Option<String> {
+        match self.prefix {
+            Prefix::Static(_) => Some(self.base(&[], &[]) + "s:"),
+            Prefix::Computed(_) => None,
         }
     }
 
     /// The key of a cached read, tagged like its first table.
     pub fn entry(&self, tables: &[&str], dbs: &[&str], description: &str) -> String {
         let mut k = self.base(tables, dbs);
-        k.push('{');
+        k.push_str("e:{");
         escape_into(tables.first().copied().unwrap_or(""), &mut k);
-        k.push_str("}:e:");
+        k.push_str("}:");
         push_hex(xxh3_128(description.as_bytes()), &mut k);
         k
     }
 
     /// The key of a simple-cache entry named by the user.
     pub fn simple(&self, key: &str) -> String {
-        format!("{}{{fn}}:k:{}", self.base(&[], &[]), escape(key))
+        format!("{}f:{{fn}}:k:{}", self.base(&[], &[]), escape(key))
     }
 
     /// The key of one call of a cached function.
@@ -217,10 +229,13 @@ mod tests {
     #[test]
     fn table_keys_share_one_hash_tag() {
         let t = ks().table("blog.article", "default");
-        assert_eq!(t.schemes, "p:sc1:{blog.article}:s");
-        assert_eq!(t.gen, "p:sc1:{blog.article}:g");
+        assert_eq!(t.schemes, "p:sc1:m:{blog.article}");
+        assert_eq!(t.gen, "p:sc1:s:{blog.article}:g");
         let e = ks().entry(&["blog.article"], &["default"], "x");
-        assert!(e.starts_with("p:sc1:{blog.article}:e:"), "{e}");
+        assert!(e.starts_with("p:sc1:e:{blog.article}:"), "{e}");
+        let stamps = ks().stamp_prefix().unwrap();
+        assert!(t.gen.starts_with(&stamps) && t.conj_prefix.starts_with(&stamps));
+        assert!(!e.starts_with(&stamps) && !t.schemes.starts_with(&stamps));
     }
 
     #[test]
@@ -229,9 +244,9 @@ mod tests {
         let conj: Conj = [("x&y".to_string(), Value::from("1=2"))]
             .into_iter()
             .collect();
-        assert_eq!(t.conj_key(&conj), "p:sc1:{a%7Bb%7D}:c:x%26y=s1%3D2");
+        assert_eq!(t.conj_key(&conj), "p:sc1:s:{a%7Bb%7D}:c:x%26y=s1%3D2");
         assert_eq!(scheme_of(&conj), "x%26y");
-        assert_eq!(t.conj_key(&Conj::new()), "p:sc1:{a%7Bb%7D}:c:");
+        assert_eq!(t.conj_key(&Conj::new()), "p:sc1:s:{a%7Bb%7D}:c:");
     }
 
     #[test]
@@ -242,7 +257,8 @@ mod tests {
             })),
             version: 2,
         };
-        assert_eq!(k.table("t", "replica").gen, "replica/t:sc2:{t}:g");
+        assert_eq!(k.table("t", "replica").gen, "replica/t:sc2:s:{t}:g");
+        assert_eq!(k.stamp_prefix(), None);
         assert_eq!(k.scan_pattern(), "*sc2:*");
     }
 

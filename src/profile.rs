@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::local::LocalMode;
 
 /// The kind of read, as cacheops names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,8 +76,10 @@ pub struct Profile {
     pub cache_on_save: Option<String>,
     /// Cross-process loader lock (dog-pile issue); kept for now.
     pub lock: bool,
-    /// Process-local copy (local tier issue); kept for now.
+    /// cacheops' process-local copy: the same as `local = Some(LocalMode::TtlOnly)`.
     pub local_get: bool,
+    /// The local tier's mode for this table (`None`: the cache's default).
+    pub local: Option<LocalMode>,
     /// Fields left out of row images and widened in conditions (large or volatile columns).
     pub skip_fields: Vec<String>,
 }
@@ -90,6 +93,7 @@ impl Default for Profile {
             cache_on_save: None,
             lock: false,
             local_get: false,
+            local: None,
             skip_fields: Vec::new(),
         }
     }
@@ -125,9 +129,14 @@ impl Profile {
         self.lock = yes;
         self
     }
-    /// Sets the process-local copy option.
+    /// cacheops' `local_get`: a process-local copy with TTL only (see [`LocalMode::TtlOnly`]).
     pub fn local_get(mut self, yes: bool) -> Profile {
         self.local_get = yes;
+        self
+    }
+    /// The local tier's mode for this table.
+    pub fn local(mut self, mode: LocalMode) -> Profile {
+        self.local = Some(mode);
         self
     }
     /// Leaves these fields out of row images and conditions.
@@ -188,6 +197,17 @@ impl Profiles {
             Some(p) => p.as_ref(),
             None => Some(&self.default),
         }
+    }
+
+    /// True if any profile (or the default) satisfies `f`.
+    pub fn any(&self, f: impl Fn(&Profile) -> bool) -> bool {
+        let all = self
+            .exact
+            .values()
+            .chain(self.apps.values())
+            .chain(self.any.iter())
+            .flatten();
+        all.into_iter().any(&f) || f(&self.default)
     }
 
     /// The profile of a table, falling back to the default even for "never cached" tables

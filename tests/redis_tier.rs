@@ -37,16 +37,16 @@ fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
         .unwrap();
     let _: u64 = cache.get_or_load(&count(1), || 5).unwrap();
     let mut conn = server.conn();
-    let entries = keys(&mut conn, "p:sc1:{blog.article}:e:*");
+    let entries = keys(&mut conn, "p:sc1:e:{blog.article}:*");
     assert_eq!(entries.len(), 1);
     let ttl = pttl(&mut conn, &entries[0]);
     assert!(ttl > 90_000 && ttl <= 100_000, "entry ttl {ttl}");
-    let stamps = keys(&mut conn, "p:sc1:{blog.article}:[cg]*");
+    let stamps = keys(&mut conn, "p:sc1:s:*");
     assert_eq!(
         stamps,
         vec![
-            "p:sc1:{blog.article}:c:category=i1",
-            "p:sc1:{blog.article}:g"
+            "p:sc1:s:{blog.article}:c:category=i1",
+            "p:sc1:s:{blog.article}:g"
         ]
     );
     for s in &stamps {
@@ -55,11 +55,11 @@ fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
     }
     // Scheme sets are persistent: losing one would lose invalidations.
     let schemes: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("p:sc1:{blog.article}:s")
+        .arg("p:sc1:m:{blog.article}")
         .query(&mut conn)
         .unwrap();
     assert_eq!(schemes, vec!["category"]);
-    assert_eq!(pttl(&mut conn, "p:sc1:{blog.article}:s"), -1);
+    assert_eq!(pttl(&mut conn, "p:sc1:m:{blog.article}"), -1);
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn corrupt_bytes_are_a_miss_and_an_event() {
         .get_or_load(&read, loads.of(vec!["a".into()]))
         .unwrap();
     let mut conn = server.conn();
-    let entry = keys(&mut conn, "p:sc1:{blog.article}:e:*").remove(0);
+    let entry = keys(&mut conn, "p:sc1:e:{blog.article}:*").remove(0);
     let stored: Vec<u8> = redis::cmd("GET").arg(&entry).query(&mut conn).unwrap();
     // Keep the valid checksum, break the payload: a length that runs past the end.
     let mut bad = stored[..40].to_vec();

@@ -118,7 +118,10 @@ impl Store for EmbeddedStore {
         let mut stamps = self.stamps.lock();
         if let Some(e) = entry {
             if self.current(&stamps, plan, now).as_deref() == Some(e.token.as_str()) {
-                return Ok(Fetch::Hit(HitBytes::Shared(e.payload.clone())));
+                return Ok(Fetch::Hit(
+                    HitBytes::Shared(e.payload.clone()),
+                    Token(e.token.clone()),
+                ));
             }
         }
         let ttl = plan.stamp_ttl();
@@ -166,7 +169,24 @@ impl Store for EmbeddedStore {
         Ok(true)
     }
 
-    fn invalidate_rows(&self, batches: &[(TableKeys, Vec<EncodedRow>)]) -> Result<(), Error> {
+    fn confirm(&self, stamps_keys: &[String], token: &Token) -> Result<bool, Error> {
+        let now = Instant::now();
+        let stamps = self.stamps.lock();
+        let mut values = Vec::with_capacity(stamps_keys.len());
+        for k in stamps_keys {
+            match stamps.live(k, now) {
+                Some(v) => values.push(v),
+                None => return Ok(false),
+            }
+        }
+        Ok(Self::checksum(&values) == token.0)
+    }
+
+    fn invalidate_rows(
+        &self,
+        batches: &[(TableKeys, Vec<EncodedRow>)],
+    ) -> Result<Vec<String>, Error> {
+        let mut deleted = Vec::new();
         let mut stamps = self.stamps.lock();
         for (t, rows) in batches {
             let schemes: Vec<String> = stamps
@@ -194,10 +214,11 @@ impl Store for EmbeddedStore {
                     }
                     let gone = if complete { key } else { t.gen.clone() };
                     stamps.values.remove(&gone);
+                    deleted.push(gone);
                 }
             }
         }
-        Ok(())
+        Ok(deleted)
     }
 
     fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error> {

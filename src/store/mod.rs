@@ -28,6 +28,8 @@ pub(crate) struct Plan {
     pub schemes: Vec<(String, Vec<String>)>,
     /// Entry lifetime.
     pub ttl: Duration,
+    /// How the local tier treats this entry.
+    pub local: crate::local::LocalMode,
 }
 
 impl Plan {
@@ -60,8 +62,8 @@ impl HitBytes {
 /// The answer of [`Store::fetch`].
 #[derive(Debug)]
 pub(crate) enum Fetch {
-    /// A valid entry.
-    Hit(HitBytes),
+    /// A valid entry, and the checksum it was stored with.
+    Hit(HitBytes, Token),
     /// No valid entry; the stamps to store a fresh one under.
     Miss(Token),
 }
@@ -76,8 +78,14 @@ pub(crate) trait Store: Send + Sync {
     fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error>;
     /// Step 3 of a read: stores `payload` if the stamps still match `token`.
     fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error>;
+    /// Whether the stamps still match `token` (a local entry's confirmation).
+    fn confirm(&self, stamps: &[String], token: &Token) -> Result<bool, Error>;
     /// Deletes the stamps of every conjunction the rows match, per table, in one call.
-    fn invalidate_rows(&self, batches: &[(TableKeys, Vec<EncodedRow>)]) -> Result<(), Error>;
+    /// Returns the stamp keys it deleted (whether or not they existed).
+    fn invalidate_rows(
+        &self,
+        batches: &[(TableKeys, Vec<EncodedRow>)],
+    ) -> Result<Vec<String>, Error>;
     /// Deletes generation stamps: every entry of those tables dies.
     fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error>;
     /// Deletes every key matching the pattern (`KeySpace::scan_pattern`).

@@ -34,7 +34,9 @@ for i = 1, n do
   if not stamps[i] then
     stamps[i] = ARGV[3] .. i
     redis.call('SET', k, stamps[i], 'PX', ttl)
-  elseif redis.call('PTTL', k) < ttl then
+  elseif redis.call('PTTL', k) < ttl / 2 then
+    -- Too short for this entry (ttl / 2 > its timeout). Refreshing only then keeps
+    -- tracked local tiers from hearing about every read.
     redis.call('PEXPIRE', k, ttl)
   end
 end
@@ -61,6 +63,7 @@ return 1
 /// KEYS: scheme set, generation.  ARGV: conj prefix, n_rows, per row: n_fields, (field, value)...
 /// Deletes the conjunction stamp each row builds for each scheme. A row missing a field a
 /// scheme needs cannot name its conjunction: the whole table is invalidated instead.
+/// Returns the deleted keys.
 const INVALIDATE: &str = r"
 local schemes = redis.call('SMEMBERS', KEYS[1])
 local del = {}
@@ -86,7 +89,7 @@ if whole then del[#del + 1] = KEYS[2] end
 for i = 1, #del, 1000 do
   redis.call('UNLINK', unpack(del, i, math.min(i + 999, #del)))
 end
-return #del
+return del
 ";
 
 /// Connection settings.
@@ -231,7 +234,7 @@ fn checksum<'a>(stamps: impl Iterator<Item = &'a [u8]>) -> [u8; CHECKSUM_LEN] {
 
 /// Checks the reply of `MGET entry stamps...`: the entry if present and every stamp
 /// matches the checksum it was stored with.
-fn parse_hit(v: RValue) -> Result<Option<HitBytes>, Error> {
+fn parse_hit(v: RValue) -> Result<Option<(HitBytes, Token)>, Error> {
     let RValue::Array(mut items) = v else {
         return Err(protocol("mget", &v));
     };
@@ -257,10 +260,16 @@ fn parse_hit(v: RValue) -> Result<Option<HitBytes>, Error> {
         return Ok(None);
     }
     match items.swap_remove(0) {
-        RValue::BulkString(buf) => Ok(Some(HitBytes::Owned {
-            buf,
-            start: CHECKSUM_LEN,
-        })),
+        RValue::BulkString(buf) => {
+            let token = Token(String::from_utf8_lossy(&buf[..CHECKSUM_LEN]).into_owned());
+            Ok(Some((
+                HitBytes::Owned {
+                    buf,
+                    start: CHECKSUM_LEN,
+                },
+                token,
+            )))
+        }
         _ => Ok(None),
     }
 }
@@ -282,8 +291,8 @@ impl Store for RedisStore {
             let mut mget = redis::cmd("MGET");
             mget.arg(&plan.entry).arg(&plan.stamps);
             let reply: RValue = self.with_conn(|c| mget.query(c))?;
-            if let Some(hit) = parse_hit(reply)? {
-                return Ok(Fetch::Hit(hit));
+            if let Some((hit, token)) = parse_hit(reply)? {
+                return Ok(Fetch::Hit(hit, token));
             }
         }
         let mut inv = self.prepare.prepare_invoke();
@@ -318,7 +327,27 @@ impl Store for RedisStore {
         Ok(stored == 1)
     }
 
-    fn invalidate_rows(&self, batches: &[(TableKeys, Vec<EncodedRow>)]) -> Result<(), Error> {
+    fn confirm(&self, stamps: &[String], token: &Token) -> Result<bool, Error> {
+        if stamps.is_empty() {
+            return Ok(token.0.as_bytes() == checksum(std::iter::empty()));
+        }
+        let mut mget = redis::cmd("MGET");
+        mget.arg(stamps);
+        let values: Vec<Option<Vec<u8>>> = self.with_conn(|c| mget.query(c))?;
+        let mut present = Vec::with_capacity(values.len());
+        for v in &values {
+            match v {
+                Some(v) => present.push(v.as_slice()),
+                None => return Ok(false),
+            }
+        }
+        Ok(token.0.as_bytes() == checksum(present.into_iter()))
+    }
+
+    fn invalidate_rows(
+        &self,
+        batches: &[(TableKeys, Vec<EncodedRow>)],
+    ) -> Result<Vec<String>, Error> {
         // One pipeline (one round trip); large batches are split so no script call is huge.
         let mut pipe = redis::pipe();
         for (t, rows) in batches {
@@ -339,19 +368,17 @@ impl Store for RedisStore {
                 pipe.add_command(cmd);
             }
         }
-        let run = |c: &mut Connection| pipe.query::<Vec<RValue>>(c);
-        match self.with_conn(run) {
+        let run = |c: &mut Connection| pipe.query::<Vec<Vec<String>>>(c);
+        let deleted = match self.with_conn(run) {
             Err(Error::Redis(e))
                 if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
             {
                 self.with_conn(|c| self.invalidate.prepare_invoke().load(c))?;
-                self.with_conn(run)?;
+                self.with_conn(run)?
             }
-            r => {
-                r?;
-            }
-        }
-        Ok(())
+            r => r?,
+        };
+        Ok(deleted.into_iter().flatten().collect())
     }
 
     fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error> {
@@ -434,10 +461,11 @@ mod tests {
         let mut entry = cs.to_vec();
         entry.extend_from_slice(b"payload");
         let reply = |e: RValue, a: RValue| RValue::Array(vec![e, a, bulk(b"s2")]);
-        let hit = parse_hit(reply(bulk(&entry), bulk(b"s1")))
+        let (hit, token) = parse_hit(reply(bulk(&entry), bulk(b"s1")))
             .unwrap()
             .unwrap();
         assert_eq!(hit.payload(), b"payload");
+        assert_eq!(token.0.as_bytes(), cs);
         assert!(parse_hit(reply(bulk(&entry), bulk(b"s9")))
             .unwrap()
             .is_none());

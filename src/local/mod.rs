@@ -1,0 +1,252 @@
+//! The local tier: decoded values in process memory (moka), in front of the shared tier.
+//!
+//! A local entry keeps the decoded value (a hit clones an `Arc`), the checksum of the stamps
+//! it was computed under and a [`Snapshot`] of their epochs. How a hit is trusted depends on
+//! the [`LocalMode`] of the read's profile:
+//!
+//! | mode | a local hit is served when |
+//! | --- | --- |
+//! | `Strict` | Redis confirms the stamps (one round trip of a few bytes) |
+//! | `Tracked` | no epoch changed and the push channel has been up since the fill (zero round trips) |
+//! | `Bounded(d)` | it was confirmed less than `d` ago (else confirmed like `Strict`) |
+//! | `TtlOnly` | its TTL has not passed (cacheops' `local_get`) |
+//!
+//! In every mode, invalidations made by this process bump the epochs of the stamps they
+//! delete before the invalidating call returns, so a process always reads its own writes.
+
+pub(crate) mod epochs;
+pub(crate) mod tracking;
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache as Moka;
+
+use crate::store::Token;
+use epochs::{Epochs, Snapshot};
+
+/// How much a local hit trusts itself (see the module docs of `local`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalMode {
+    /// No local tier for this table.
+    Off,
+    /// Every local hit is confirmed by reading the entry's stamps from Redis.
+    Strict,
+    /// Local hits cost nothing; Redis pushes stamp changes (client-side caching).
+    Tracked,
+    /// Local hits confirmed within the duration are served without asking Redis.
+    Bounded(Duration),
+    /// Local hits are served until their TTL (cacheops' `local_get`); only this process'
+    /// own invalidations reach them.
+    TtlOnly,
+}
+
+/// Counters of the local tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalStats {
+    /// Reads answered from process memory.
+    pub hits: u64,
+    /// Local entries confirmed against Redis (`Strict`, `Bounded`).
+    pub validations: u64,
+    /// Confirmations that found a stamp changed (the entry was dropped).
+    pub validation_failures: u64,
+    /// Invalidation messages pushed by Redis (`Tracked`).
+    pub pushes: u64,
+    /// Times the whole local tier was dropped (push channel lost, `invalidate_all`).
+    pub flushes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    validations: AtomicU64,
+    validation_failures: AtomicU64,
+    flushes: AtomicU64,
+}
+
+/// One local entry.
+pub(crate) struct LocalEntry {
+    value: Arc<dyn Any + Send + Sync>,
+    token: Token,
+    snapshot: Snapshot,
+    /// When Redis last confirmed the stamps, as nanoseconds since `LocalTier::origin`.
+    confirmed: AtomicU64,
+    expires: Instant,
+    weight: u32,
+}
+
+impl LocalEntry {
+    /// The checksum to confirm against.
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+}
+
+/// What a lookup decided.
+pub(crate) enum Lookup<T> {
+    /// Serve this value now.
+    Serve(Arc<T>),
+    /// Serve it if Redis confirms the entry's stamps.
+    Confirm(Arc<LocalEntry>, Arc<T>),
+    /// Nothing usable locally.
+    Miss,
+}
+
+/// The local tier of one cache.
+pub(crate) struct LocalTier {
+    entries: Moka<String, Arc<LocalEntry>>,
+    epochs: Epochs,
+    counters: Counters,
+    origin: Instant,
+    /// Pushes reach this process (always true without `Tracked` reads on Redis).
+    channel: Arc<tracking::Channel>,
+}
+
+impl LocalTier {
+    /// The entry map: about `capacity_bytes` of entries, weighed by encoded size.
+    pub fn entries(capacity_bytes: u64) -> Moka<String, Arc<LocalEntry>> {
+        Moka::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|k: &String, e: &Arc<LocalEntry>| e.weight.saturating_add(k.len() as u32))
+            .build()
+    }
+
+    /// A tier over `entries`, told of stamp changes through `channel`.
+    pub fn new(
+        entries: Moka<String, Arc<LocalEntry>>,
+        channel: Arc<tracking::Channel>,
+    ) -> LocalTier {
+        LocalTier {
+            entries,
+            epochs: channel.epochs().clone(),
+            counters: Counters::default(),
+            origin: Instant::now(),
+            channel,
+        }
+    }
+
+    fn now_nanos(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// Looks `key` up for a read in `mode`.
+    pub fn lookup<T: Send + Sync + 'static>(&self, key: &str, mode: LocalMode) -> Lookup<T> {
+        let Some(entry) = self.entries.get(key) else {
+            return Lookup::Miss;
+        };
+        let usable = entry.expires > Instant::now()
+            && entry.snapshot.still_valid()
+            && (mode != LocalMode::Tracked || self.channel.is_up());
+        let value = match entry.value.clone().downcast::<T>() {
+            Ok(v) if usable => v,
+            // Dead, or cached under another type by another call site: refill.
+            _ => {
+                self.entries.invalidate(key);
+                return Lookup::Miss;
+            }
+        };
+        let fresh = match mode {
+            LocalMode::Off => return Lookup::Miss,
+            LocalMode::Tracked | LocalMode::TtlOnly => true,
+            LocalMode::Bounded(d) => {
+                let since = self
+                    .now_nanos()
+                    .saturating_sub(entry.confirmed.load(Ordering::Relaxed));
+                since < d.as_nanos() as u64
+            }
+            LocalMode::Strict => false,
+        };
+        if fresh {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            Lookup::Serve(value)
+        } else {
+            Lookup::Confirm(entry, value)
+        }
+    }
+
+    /// Records the outcome of confirming `entry` with Redis.
+    pub fn confirmed(&self, key: &str, entry: &LocalEntry, valid: bool) {
+        self.counters.validations.fetch_add(1, Ordering::Relaxed);
+        if valid {
+            entry.confirmed.store(self.now_nanos(), Ordering::Relaxed);
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters
+                .validation_failures
+                .fetch_add(1, Ordering::Relaxed);
+            self.entries.invalidate(key);
+        }
+    }
+
+    /// Starts a fill: records the stamps' epochs before they are read from the store.
+    /// `None` when a tracked fill cannot be trusted (the push channel is down).
+    pub fn begin_fill(&self, stamps: &[String], mode: LocalMode) -> Option<Snapshot> {
+        if mode == LocalMode::Off || (mode == LocalMode::Tracked && !self.channel.is_up()) {
+            return None;
+        }
+        Some(self.epochs.snapshot(stamps))
+    }
+
+    /// Ends a fill: keeps the value if no stamp changed since `begin_fill`.
+    pub fn finish_fill<T: Send + Sync + 'static>(
+        &self,
+        key: &str,
+        value: Arc<T>,
+        token: Token,
+        snapshot: Snapshot,
+        ttl: Duration,
+        weight: usize,
+    ) {
+        if !snapshot.still_valid() {
+            return;
+        }
+        let entry = LocalEntry {
+            value,
+            token,
+            snapshot,
+            confirmed: AtomicU64::new(self.now_nanos()),
+            expires: Instant::now() + ttl,
+            weight: weight.min(u32::MAX as usize) as u32,
+        };
+        self.entries.insert(key.to_owned(), Arc::new(entry));
+    }
+
+    /// This process deleted (or learnt of the deletion of) these stamps.
+    pub fn stamps_changed<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        for k in keys {
+            self.epochs.bump(k);
+        }
+    }
+
+    /// Drops everything (invalidate_all, or lost pushes).
+    pub fn flush(&self) {
+        self.epochs.bump_all();
+        self.entries.invalidate_all();
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> LocalStats {
+        let c = &self.counters;
+        LocalStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            validations: c.validations.load(Ordering::Relaxed),
+            validation_failures: c.validation_failures.load(Ordering::Relaxed),
+            pushes: self.channel.pushes(),
+            flushes: c.flushes.load(Ordering::Relaxed) + self.channel.flushes(),
+        }
+    }
+
+    /// Slots in the epoch table (memory checks).
+    pub fn epoch_slots(&self) -> usize {
+        self.epochs.len()
+    }
+
+    /// Entries held (memory checks).
+    pub fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+}
