@@ -10,16 +10,29 @@
 
 use std::collections::HashMap;
 
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
 /// One stamp key's epoch, shared by the table and every snapshot that depends on it.
 type Slot = Arc<AtomicU64>;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Table {
     slots: Mutex<HashMap<String, Slot>>,
     clock: AtomicU64,
     generation: AtomicU64,
+    /// Pushes reach this process (always, without a push channel).
+    up: AtomicBool,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            slots: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            up: AtomicBool::new(true),
+        }
+    }
 }
 
 /// The epoch table (a cheap handle).
@@ -71,6 +84,31 @@ impl Epochs {
     /// Everything is dead (pushes were lost, or everything was invalidated).
     pub fn bump_all(&self) {
         self.0.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Like [`snapshot`](Epochs::snapshot), for a fill that relies on pushes: `None` while
+    /// they may be missed. The generation is read (in `snapshot`) before the flag, and
+    /// [`lost`](Epochs::lost) clears the flag before bumping the generation: so a fill
+    /// either sees the channel down or is killed by the bump.
+    pub fn snapshot_tracked(&self, keys: &[String]) -> Option<Snapshot> {
+        let snap = self.snapshot(keys);
+        self.0.up.load(Ordering::SeqCst).then_some(snap)
+    }
+
+    /// True while pushes reach this process.
+    pub fn is_up(&self) -> bool {
+        self.0.up.load(Ordering::SeqCst)
+    }
+
+    /// Pushes may have been missed: nothing tracked may be trusted until [`up`](Epochs::up).
+    pub fn lost(&self) {
+        self.0.up.store(false, Ordering::SeqCst);
+        self.bump_all();
+    }
+
+    /// Pushes reach this process again (tracking is on and subscribed).
+    pub fn up(&self) {
+        self.0.up.store(true, Ordering::SeqCst);
     }
 
     /// Number of slots (for tests and stats).

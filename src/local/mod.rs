@@ -84,6 +84,29 @@ impl LocalEntry {
     }
 }
 
+/// Moka expiry: each entry at its own deadline.
+struct UntilExpiry;
+
+impl moka::Expiry<String, Arc<LocalEntry>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        e: &Arc<LocalEntry>,
+        now: Instant,
+    ) -> Option<Duration> {
+        Some(e.expires.saturating_duration_since(now))
+    }
+    fn expire_after_update(
+        &self,
+        _: &String,
+        e: &Arc<LocalEntry>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(e.expires.saturating_duration_since(now))
+    }
+}
+
 /// What a lookup decided.
 pub(crate) enum Lookup<T> {
     /// Serve this value now.
@@ -105,11 +128,13 @@ pub(crate) struct LocalTier {
 }
 
 impl LocalTier {
-    /// The entry map: about `capacity_bytes` of entries, weighed by encoded size.
+    /// The entry map: about `capacity_bytes` of entries, weighed by encoded size, each
+    /// leaving at its TTL (and taking its epoch slots with it).
     pub fn entries(capacity_bytes: u64) -> Moka<String, Arc<LocalEntry>> {
         Moka::builder()
             .max_capacity(capacity_bytes)
             .weigher(|k: &String, e: &Arc<LocalEntry>| e.weight.saturating_add(k.len() as u32))
+            .expire_after(UntilExpiry)
             .build()
     }
 
@@ -183,10 +208,11 @@ impl LocalTier {
     /// Starts a fill: records the stamps' epochs before they are read from the store.
     /// `None` when a tracked fill cannot be trusted (the push channel is down).
     pub fn begin_fill(&self, stamps: &[String], mode: LocalMode) -> Option<Snapshot> {
-        if mode == LocalMode::Off || (mode == LocalMode::Tracked && !self.channel.is_up()) {
-            return None;
+        match mode {
+            LocalMode::Off => None,
+            LocalMode::Tracked => self.epochs.snapshot_tracked(stamps),
+            _ => Some(self.epochs.snapshot(stamps)),
         }
-        Some(self.epochs.snapshot(stamps))
     }
 
     /// Ends a fill: keeps the value if no stamp changed since `begin_fill`.

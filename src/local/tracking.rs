@@ -25,7 +25,6 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 /// State of the push channel, shared with the local tier.
 pub(crate) struct Channel {
     epochs: Epochs,
-    up: AtomicBool,
     pushes: AtomicU64,
     flushes: AtomicU64,
     stop: AtomicBool,
@@ -38,7 +37,6 @@ impl Channel {
     pub fn always_up(epochs: Epochs) -> Arc<Channel> {
         Arc::new(Channel {
             epochs,
-            up: AtomicBool::new(true),
             pushes: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -53,7 +51,7 @@ impl Channel {
 
     /// True while pushes are known to reach this process.
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::SeqCst)
+        self.epochs.is_up()
     }
 
     /// Invalidation messages received.
@@ -71,10 +69,9 @@ impl Channel {
         self.client_id.load(Ordering::SeqCst)
     }
 
-    /// Marks the channel lost: first `up`, then the bump (see the module docs).
+    /// Marks the channel lost (see `Epochs::lost` for the order that makes it safe).
     pub fn lost(&self, entries: &Moka<String, Arc<LocalEntry>>) {
-        self.up.store(false, Ordering::SeqCst);
-        self.epochs.bump_all();
+        self.epochs.lost();
         entries.invalidate_all();
         self.flushes.fetch_add(1, Ordering::Relaxed);
     }
@@ -133,7 +130,7 @@ pub(crate) fn spawn(
     entries: Moka<String, Arc<LocalEntry>>,
 ) -> Arc<Channel> {
     let channel = Channel::always_up(epochs);
-    channel.up.store(false, Ordering::SeqCst);
+    channel.epochs.lost();
     let ch = channel.clone();
     thread::Builder::new()
         .name("stampcache-tracking".into())
@@ -165,7 +162,7 @@ fn run(
         thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
-    ch.up.store(false, Ordering::SeqCst);
+    ch.epochs.lost();
 }
 
 /// Opens the push connection and turns tracking on, redirected to itself (before it
@@ -201,7 +198,7 @@ fn listen(conn: &mut redis::Connection, ch: &Channel, entries: &Moka<String, Arc
         return;
     }
     // Subscribed: from here on, every change under the prefix is pushed.
-    ch.up.store(true, Ordering::SeqCst);
+    ch.epochs.up();
     while !ch.stop.load(Ordering::SeqCst) {
         match ps.get_message() {
             Ok(msg) => match msg.get_payload::<RValue>() {

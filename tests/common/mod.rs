@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use stampcache::{Builder, Cache};
+use stampcache::{Builder, Cache, LocalMode};
 
 /// A `redis-server` owned by the test process. It dies with the test process: a shell
 /// wrapper kills it when our end of its stdin closes.
@@ -223,11 +223,15 @@ pub fn unique_prefix(name: &str) -> String {
     )
 }
 
-/// Which store a behavioural test runs against.
-#[derive(Clone, Copy, Debug)]
+/// Which store (and local tier) a behavioural test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Embedded,
     Redis,
+    /// Redis with the local tier in strict mode.
+    RedisStrict,
+    /// Redis with the local tier in tracked mode.
+    RedisTracked,
 }
 
 impl Backend {
@@ -237,6 +241,8 @@ impl Backend {
         match self {
             Backend::Embedded => b,
             Backend::Redis => b.redis(shared_redis_url()),
+            Backend::RedisStrict => b.redis(shared_redis_url()).local(LocalMode::Strict),
+            Backend::RedisTracked => b.redis(shared_redis_url()).local(LocalMode::Tracked),
         }
     }
 }

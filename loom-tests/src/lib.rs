@@ -1,0 +1,13 @@
+//! loom models of stampcache's concurrent parts. Only built with `--cfg loom`.
+#![cfg(loom)]
+
+#[path = "../../src/sync.rs"]
+#[allow(dead_code)]
+mod sync;
+
+#[path = "../../src/local/epochs.rs"]
+#[allow(dead_code)]
+mod epochs;
+
+#[cfg(test)]
+mod epochs_models;
