@@ -40,7 +40,7 @@ pub(crate) struct Inner {
     pub listeners: Vec<Listener>,
     pub pending: Pending,
     /// Memoised read plans (none with a computed prefix).
-    pub plans: Option<moka::sync::Cache<String, Arc<Plan>>>,
+    pub plans: Option<moka::sync::Cache<u128, Arc<Plan>, xxhash_rust::xxh3::Xxh3Builder>>,
     /// The local tier, when any profile uses it.
     pub local: Option<LocalTier>,
     /// The tracked tier's push channel, when some read is `Tracked` on Redis.
@@ -372,7 +372,11 @@ impl<C: Codec> Builder<C> {
                 max_conjs: self.max_conjs,
                 pending_limit: self.pending_limit,
                 plans: match self.prefix {
-                    Prefix::Static(_) => Some(moka::sync::Cache::new(10_000)),
+                    Prefix::Static(_) => Some(
+                        moka::sync::Cache::builder()
+                            .max_capacity(10_000)
+                            .build_with_hasher(crate::local::fast_hasher()),
+                    ),
                     Prefix::Computed(_) => None,
                 },
                 listeners: self.listeners,
@@ -445,6 +449,34 @@ pub struct Stats {
     pub local: LocalStats,
 }
 
+/// The key of a read's memoised plan and local entry: the 128-bit hash of its description
+/// and of whether it is forced (which picks the profile). Built in a reused buffer: this is
+/// all a local hit computes.
+fn plan_key(read: &Read, profile: &Profile) -> u128 {
+    thread_local! {
+        static BUF: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(256));
+    }
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        b.clear();
+        describe_read(read, profile, &mut b);
+        b.push(if read.force == Some(Force::Cache) {
+            '!'
+        } else {
+            '.'
+        });
+        xxhash_rust::xxh3::xxh3_128(b.as_bytes())
+    })
+}
+
+/// What the local tier answered.
+enum LocalAnswer<T> {
+    Hit(Arc<T>),
+    Miss,
+    /// It could not be confirmed and the cache degrades: run the loader, store nothing.
+    Degraded,
+}
+
 /// Appends what identifies a read's result: operation, table, database unless the profile
 /// is `db_agnostic`, condition and extra.
 fn describe_read(read: &Read, profile: &Profile, d: &mut String) {
@@ -457,7 +489,9 @@ fn describe_read(read: &Read, profile: &Profile, d: &mut String) {
     }
     d.push(',');
     read.cond.describe_into(d);
-    let _ = write!(d, ",{}:", read.extra.len());
+    d.push(',');
+    crate::value::push_int(read.extra.len() as i128, d);
+    d.push(':');
     d.push_str(&read.extra);
     d.push(')');
 }
@@ -533,8 +567,22 @@ impl<C: Codec> Cache<C> {
             table: &read.table,
             op: read.op,
         };
-        let plan = self.plan_read(read);
-        self.load_through(target, plan, loader)
+        let Some(profile) = self.read_profile(read) else {
+            return self.load_through(target, None, None, loader);
+        };
+        // With memoised plans, the local tier is keyed by the plan key: a local hit needs
+        // neither the plan nor the shared tier's key.
+        let key = self.inner.plans.as_ref().map(|_| plan_key(read, profile));
+        if let Some(k) = key {
+            match self.local_answer::<T>(target, k, self.local_mode(profile))? {
+                LocalAnswer::Hit(v) => return Ok(v),
+                LocalAnswer::Degraded => return loader().map(Arc::new).map_err(LoadError::Loader),
+                LocalAnswer::Miss => {}
+            }
+        }
+        let plan = self.plan_read_keyed(read, profile, key);
+        let local_key = key.unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(plan.entry.as_bytes()));
+        self.load_through(target, Some(plan), Some(local_key), loader)
     }
 
     /// Caches a function result that depends on reads and tables (see [`CachedAs`](crate::CachedAs)).
@@ -569,28 +617,27 @@ impl<C: Codec> Cache<C> {
     /// they are not: the function is the user's and may look at more than its arguments.
     pub(crate) fn plan_read(&self, read: &Read) -> Option<Arc<Plan>> {
         let profile = self.read_profile(read)?;
+        let key = self.inner.plans.as_ref().map(|_| plan_key(read, profile));
+        Some(self.plan_read_keyed(read, profile, key))
+    }
+
+    /// The plan of a read under its plan key (memoised), or built afresh without one.
+    fn plan_read_keyed(&self, read: &Read, profile: &Profile, key: Option<u128>) -> Arc<Plan> {
         let build = || {
             let mut deps = Deps::default();
             self.add_read(read, profile, &mut deps);
             let local = self.local_mode(profile);
             Arc::new(deps.into_plan(&self.inner.keys, profile.timeout, local))
         };
-        let Some(plans) = &self.inner.plans else {
-            return Some(build());
+        let (Some(plans), Some(key)) = (&self.inner.plans, key) else {
+            return build();
         };
-        let mut key = String::with_capacity(96);
-        describe_read(read, profile, &mut key);
-        key.push(if read.force == Some(Force::Cache) {
-            '!'
-        } else {
-            '.'
-        });
         if let Some(plan) = plans.get(&key) {
-            return Some(plan);
+            return plan;
         }
         let plan = build();
         plans.insert(key, plan.clone());
-        Some(plan)
+        plan
     }
 
     /// The local mode of a profile (`local_get` is cacheops' name for `TtlOnly`).
@@ -674,6 +721,7 @@ impl<C: Codec> Cache<C> {
         &self,
         target: Target<'_>,
         plan: Option<Arc<Plan>>,
+        local_key: Option<u128>,
         loader: F,
     ) -> Result<Arc<T>, LoadError<E>>
     where
@@ -690,40 +738,24 @@ impl<C: Codec> Cache<C> {
             .local
             .as_ref()
             .filter(|_| plan.local != LocalMode::Off);
-        if let Some(local) = local {
-            match local.lookup::<T>(&plan.entry, plan.local) {
-                Lookup::Serve(v) => {
-                    self.read_event(target, Outcome::LocalHit);
-                    return Ok(v);
+        // Without a key from the caller (who looked it up already), look up the entry key.
+        let local_key = match local_key {
+            Some(k) => k,
+            None => {
+                let k = xxhash_rust::xxh3::xxh3_128(plan.entry.as_bytes());
+                match self.local_answer::<T>(target, k, plan.local)? {
+                    LocalAnswer::Hit(v) => return Ok(v),
+                    LocalAnswer::Degraded => return load(),
+                    LocalAnswer::Miss => {}
                 }
-                Lookup::Confirm(entry, v) => {
-                    let confirmed = self
-                        .replay()
-                        .and_then(|()| self.inner.store.confirm(&plan.stamps, entry.token()));
-                    match confirmed {
-                        Ok(valid) => {
-                            local.confirmed(&plan.entry, &entry, valid);
-                            if valid {
-                                self.read_event(target, Outcome::LocalHit);
-                                return Ok(v);
-                            }
-                        }
-                        Err(e) => {
-                            // Unconfirmed entries are never served.
-                            self.store_failed("confirm", e)?;
-                            self.read_event(target, Outcome::Degraded);
-                            return load();
-                        }
-                    }
-                }
-                Lookup::Miss => {}
+                k
             }
-        }
+        };
         // Epochs are recorded before the stamps are read (see local/epochs.rs).
         let snapshot = local.and_then(|l| l.begin_fill(&plan.stamps, plan.local));
         let keep_local = |value: &Arc<T>, token: Token, weight: usize| {
             if let (Some(l), Some(s)) = (local, snapshot) {
-                l.finish_fill(&plan.entry, value.clone(), token, s, plan.ttl, weight);
+                l.finish_fill(local_key, value.clone(), token, s, plan.clone(), weight);
             }
         };
         let fetched = self
@@ -772,6 +804,48 @@ impl<C: Codec> Cache<C> {
             Err(e) => self.store_failed("store", e)?,
         }
         Ok(value)
+    }
+
+    /// Asks the local tier for `key`; confirms the entry with the store when its mode says so.
+    fn local_answer<T: Send + Sync + 'static>(
+        &self,
+        target: Target<'_>,
+        key: u128,
+        mode: LocalMode,
+    ) -> Result<LocalAnswer<T>, Error> {
+        let Some(local) = self.inner.local.as_ref().filter(|_| mode != LocalMode::Off) else {
+            return Ok(LocalAnswer::Miss);
+        };
+        match local.lookup::<T>(key, mode) {
+            Lookup::Serve(v) => {
+                self.read_event(target, Outcome::LocalHit);
+                Ok(LocalAnswer::Hit(v))
+            }
+            Lookup::Confirm(entry, v) => {
+                let confirmed = self.replay().and_then(|()| {
+                    self.inner
+                        .store
+                        .confirm(&entry.plan().stamps, entry.token())
+                });
+                match confirmed {
+                    Ok(valid) => {
+                        local.confirmed(key, &entry, valid);
+                        if valid {
+                            self.read_event(target, Outcome::LocalHit);
+                            return Ok(LocalAnswer::Hit(v));
+                        }
+                        Ok(LocalAnswer::Miss)
+                    }
+                    Err(e) => {
+                        // Unconfirmed entries are never served.
+                        self.store_failed("confirm", e)?;
+                        self.read_event(target, Outcome::Degraded);
+                        Ok(LocalAnswer::Degraded)
+                    }
+                }
+            }
+            Lookup::Miss => Ok(LocalAnswer::Miss),
+        }
     }
 
     /// Counters of the tiers.

@@ -95,7 +95,7 @@ impl<'c, C: Codec> CachedAs<'c, C> {
         let target = Target::Func { name: &self.name };
         if !cache.inner.enabled {
             return cache
-                .load_through(target, None, f)
+                .load_through(target, None, None, f)
                 .map(crate::cache::unwrap_arc);
         }
         let profiles = &cache.inner.profiles;
@@ -121,7 +121,7 @@ impl<'c, C: Codec> CachedAs<'c, C> {
         let ttl = timeout.unwrap_or_else(|| profiles.get_or_default("").timeout);
         let plan = deps.into_plan(&cache.inner.keys, ttl, cache.default_local());
         cache
-            .load_through(target, Some(std::sync::Arc::new(plan)), f)
+            .load_through(target, Some(std::sync::Arc::new(plan)), None, f)
             .map(crate::cache::unwrap_arc)
     }
 }

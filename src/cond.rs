@@ -1,7 +1,5 @@
 //! Condition trees: what a read's `WHERE` clause says, as far as invalidation cares.
 
-use std::fmt::Write as _;
-
 use crate::value::{escape_into, Value};
 
 /// A field, of the read's own table (`None`) or of another, joined table.
@@ -197,7 +195,9 @@ impl Cond {
                 if let Some(t) = table {
                     escape_into(t, out);
                 }
-                let _ = write!(out, ",{}:", sql.len());
+                out.push(',');
+                crate::value::push_int(sql.len() as i128, out);
+                out.push(':');
                 out.push_str(sql);
                 out.push(')');
             }

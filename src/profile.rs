@@ -1,7 +1,9 @@
 //! Per-table caching profiles and the pattern rules that pick one.
 
 use std::collections::HashMap;
+
 use std::time::Duration;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use crate::error::Error;
 use crate::local::LocalMode;
@@ -152,8 +154,9 @@ impl Profile {
 /// default profile.
 #[derive(Debug, Clone, Default)]
 pub struct Profiles {
-    exact: HashMap<String, Option<Profile>>,
-    apps: HashMap<String, Option<Profile>>,
+    // xxh3: looked up on every read; keys are configuration, not attacker input.
+    exact: HashMap<String, Option<Profile>, Xxh3DefaultBuilder>,
+    apps: HashMap<String, Option<Profile>, Xxh3DefaultBuilder>,
     any: Option<Option<Profile>>,
     default: Profile,
 }

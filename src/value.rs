@@ -69,7 +69,8 @@ impl Value {
             Norm::Bool(true) => out.push('T'),
             Norm::Bool(false) => out.push('F'),
             Norm::Int(i) => {
-                let _ = write!(out, "i{i}");
+                out.push('i');
+                push_int(i, out);
             }
             Norm::Float(bits) => {
                 let _ = write!(out, "r{:?}", f64::from_bits(bits));
@@ -114,6 +115,27 @@ impl Value {
     /// A calendar date as canonical text: `YYYY-MM-DD`.
     pub fn date(year: i32, month: u32, day: u32) -> Value {
         Value::Text(format!("{year:04}-{month:02}-{day:02}"))
+    }
+}
+
+/// Appends the decimal digits of `v` (`write!` formats `i128` slowly; keys are on the hot path).
+pub(crate) fn push_int(v: i128, out: &mut String) {
+    if v < 0 {
+        out.push('-');
+    }
+    let mut n = v.unsigned_abs();
+    let mut buf = [0u8; 40];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &buf[at..] {
+        out.push(d as char);
     }
 }
 
@@ -351,6 +373,24 @@ mod tests {
         );
         assert_eq!(Value::date(2024, 2, 29), Value::from("2024-02-29"));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+
+    #[test]
+    fn integers_print_like_display() {
+        for v in [
+            0i128,
+            7,
+            -7,
+            10,
+            i64::MIN as i128,
+            u64::MAX as i128,
+            i128::MIN,
+            i128::MAX,
+        ] {
+            let mut s = String::new();
+            push_int(v, &mut s);
+            assert_eq!(s, v.to_string());
+        }
     }
 
     #[test]

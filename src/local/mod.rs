@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
 
-use crate::store::Token;
+use crate::store::{Plan, Token};
 use epochs::{Epochs, Snapshot};
 
 /// How much a local hit trusts itself (see the module docs of `local`).
@@ -60,16 +60,42 @@ pub struct LocalStats {
 
 #[derive(Default)]
 struct Counters {
-    hits: AtomicU64,
+    hits: Striped,
     validations: AtomicU64,
     validation_failures: AtomicU64,
     flushes: AtomicU64,
 }
 
+/// A counter spread over cache lines, so threads counting hits do not contend for one.
+#[derive(Default)]
+struct Striped([crossbeam_utils::CachePadded<AtomicU64>; 8]);
+
+impl Striped {
+    fn add(&self) {
+        thread_local! {
+            static STRIPE: usize = {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed) as usize % 8
+            };
+        }
+        let i = STRIPE.with(|s| *s);
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The map of local entries.
+pub(crate) type LocalMap = Moka<u128, Arc<LocalEntry>, xxhash_rust::xxh3::Xxh3Builder>;
+
 /// One local entry.
 pub(crate) struct LocalEntry {
     value: Arc<dyn Any + Send + Sync>,
     token: Token,
+    /// The stamps to confirm against (and the entry's shared-tier key).
+    plan: Arc<Plan>,
     snapshot: Snapshot,
     /// When Redis last confirmed the stamps, as nanoseconds since `LocalTier::origin`.
     confirmed: AtomicU64,
@@ -82,23 +108,32 @@ impl LocalEntry {
     pub fn token(&self) -> &Token {
         &self.token
     }
+
+    /// The plan the entry was filled by (its stamps).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+}
+
+/// The local map's hasher: xxh3 with a per-process random seed (SipHash costs more than the
+/// rest of a hit).
+pub(crate) fn fast_hasher() -> xxhash_rust::xxh3::Xxh3Builder {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    xxhash_rust::xxh3::Xxh3Builder::new().with_seed(h.finish())
 }
 
 /// Moka expiry: each entry at its own deadline.
 struct UntilExpiry;
 
-impl moka::Expiry<String, Arc<LocalEntry>> for UntilExpiry {
-    fn expire_after_create(
-        &self,
-        _: &String,
-        e: &Arc<LocalEntry>,
-        now: Instant,
-    ) -> Option<Duration> {
+impl moka::Expiry<u128, Arc<LocalEntry>> for UntilExpiry {
+    fn expire_after_create(&self, _: &u128, e: &Arc<LocalEntry>, now: Instant) -> Option<Duration> {
         Some(e.expires.saturating_duration_since(now))
     }
     fn expire_after_update(
         &self,
-        _: &String,
+        _: &u128,
         e: &Arc<LocalEntry>,
         now: Instant,
         _: Option<Duration>,
@@ -119,7 +154,7 @@ pub(crate) enum Lookup<T> {
 
 /// The local tier of one cache.
 pub(crate) struct LocalTier {
-    entries: Moka<String, Arc<LocalEntry>>,
+    entries: LocalMap,
     epochs: Epochs,
     counters: Counters,
     origin: Instant,
@@ -130,19 +165,16 @@ pub(crate) struct LocalTier {
 impl LocalTier {
     /// The entry map: about `capacity_bytes` of entries, weighed by encoded size, each
     /// leaving at its TTL (and taking its epoch slots with it).
-    pub fn entries(capacity_bytes: u64) -> Moka<String, Arc<LocalEntry>> {
+    pub fn entries(capacity_bytes: u64) -> LocalMap {
         Moka::builder()
             .max_capacity(capacity_bytes)
-            .weigher(|k: &String, e: &Arc<LocalEntry>| e.weight.saturating_add(k.len() as u32))
+            .weigher(|_: &u128, e: &Arc<LocalEntry>| e.weight.saturating_add(16))
             .expire_after(UntilExpiry)
-            .build()
+            .build_with_hasher(fast_hasher())
     }
 
     /// A tier over `entries`, told of stamp changes through `channel`.
-    pub fn new(
-        entries: Moka<String, Arc<LocalEntry>>,
-        channel: Arc<tracking::Channel>,
-    ) -> LocalTier {
+    pub fn new(entries: LocalMap, channel: Arc<tracking::Channel>) -> LocalTier {
         LocalTier {
             entries,
             epochs: channel.epochs().clone(),
@@ -157,18 +189,18 @@ impl LocalTier {
     }
 
     /// Looks `key` up for a read in `mode`.
-    pub fn lookup<T: Send + Sync + 'static>(&self, key: &str, mode: LocalMode) -> Lookup<T> {
-        let Some(entry) = self.entries.get(key) else {
+    pub fn lookup<T: Send + Sync + 'static>(&self, key: u128, mode: LocalMode) -> Lookup<T> {
+        let Some(entry) = self.entries.get(&key) else {
             return Lookup::Miss;
         };
-        let usable = entry.expires > Instant::now()
-            && entry.snapshot.still_valid()
-            && (mode != LocalMode::Tracked || self.channel.is_up());
+        // (Expired entries are never returned: moka drops them at their deadline.)
+        let usable =
+            entry.snapshot.still_valid() && (mode != LocalMode::Tracked || self.channel.is_up());
         let value = match entry.value.clone().downcast::<T>() {
             Ok(v) if usable => v,
             // Dead, or cached under another type by another call site: refill.
             _ => {
-                self.entries.invalidate(key);
+                self.entries.invalidate(&key);
                 return Lookup::Miss;
             }
         };
@@ -184,7 +216,7 @@ impl LocalTier {
             LocalMode::Strict => false,
         };
         if fresh {
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            self.counters.hits.add();
             Lookup::Serve(value)
         } else {
             Lookup::Confirm(entry, value)
@@ -192,16 +224,16 @@ impl LocalTier {
     }
 
     /// Records the outcome of confirming `entry` with Redis.
-    pub fn confirmed(&self, key: &str, entry: &LocalEntry, valid: bool) {
+    pub fn confirmed(&self, key: u128, entry: &LocalEntry, valid: bool) {
         self.counters.validations.fetch_add(1, Ordering::Relaxed);
         if valid {
             entry.confirmed.store(self.now_nanos(), Ordering::Relaxed);
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            self.counters.hits.add();
         } else {
             self.counters
                 .validation_failures
                 .fetch_add(1, Ordering::Relaxed);
-            self.entries.invalidate(key);
+            self.entries.invalidate(&key);
         }
     }
 
@@ -218,11 +250,11 @@ impl LocalTier {
     /// Ends a fill: keeps the value if no stamp changed since `begin_fill`.
     pub fn finish_fill<T: Send + Sync + 'static>(
         &self,
-        key: &str,
+        key: u128,
         value: Arc<T>,
         token: Token,
         snapshot: Snapshot,
-        ttl: Duration,
+        plan: Arc<Plan>,
         weight: usize,
     ) {
         if !snapshot.still_valid() {
@@ -233,10 +265,11 @@ impl LocalTier {
             token,
             snapshot,
             confirmed: AtomicU64::new(self.now_nanos()),
-            expires: Instant::now() + ttl,
+            expires: Instant::now() + plan.ttl,
+            plan,
             weight: weight.min(u32::MAX as usize) as u32,
         };
-        self.entries.insert(key.to_owned(), Arc::new(entry));
+        self.entries.insert(key, Arc::new(entry));
     }
 
     /// This process deleted (or learnt of the deletion of) these stamps.
@@ -257,7 +290,7 @@ impl LocalTier {
     pub fn stats(&self) -> LocalStats {
         let c = &self.counters;
         LocalStats {
-            hits: c.hits.load(Ordering::Relaxed),
+            hits: c.hits.sum(),
             validations: c.validations.load(Ordering::Relaxed),
             validation_failures: c.validation_failures.load(Ordering::Relaxed),
             pushes: self.channel.pushes(),

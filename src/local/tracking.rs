@@ -15,11 +15,10 @@
 use std::thread;
 use std::time::Duration;
 
-use moka::sync::Cache as Moka;
 use redis::Value as RValue;
 
 use super::epochs::Epochs;
-use super::LocalEntry;
+use super::LocalMap;
 use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
 
 /// State of the push channel, shared with the local tier.
@@ -70,7 +69,7 @@ impl Channel {
     }
 
     /// Marks the channel lost (see `Epochs::lost` for the order that makes it safe).
-    pub fn lost(&self, entries: &Moka<String, Arc<LocalEntry>>) {
+    pub fn lost(&self, entries: &LocalMap) {
         self.epochs.lost();
         entries.invalidate_all();
         self.flushes.fetch_add(1, Ordering::Relaxed);
@@ -83,7 +82,7 @@ impl Channel {
 
     /// Applies the payload of one invalidation message: the changed keys, or `nil` for a
     /// flush (everything changed).
-    fn apply(&self, payload: &RValue, entries: &Moka<String, Arc<LocalEntry>>) {
+    fn apply(&self, payload: &RValue, entries: &LocalMap) {
         self.pushes.fetch_add(1, Ordering::Relaxed);
         match payload {
             RValue::Array(keys) => {
@@ -127,7 +126,7 @@ pub(crate) fn spawn(
     client: redis::Client,
     opts: TrackingOptions,
     epochs: Epochs,
-    entries: Moka<String, Arc<LocalEntry>>,
+    entries: LocalMap,
 ) -> Arc<Channel> {
     let channel = Channel::always_up(epochs);
     channel.epochs.lost();
@@ -143,12 +142,7 @@ pub(crate) fn spawn(
     channel
 }
 
-fn run(
-    client: redis::Client,
-    opts: TrackingOptions,
-    ch: Arc<Channel>,
-    entries: Moka<String, Arc<LocalEntry>>,
-) {
+fn run(client: redis::Client, opts: TrackingOptions, ch: Arc<Channel>, entries: LocalMap) {
     let mut backoff = Duration::from_millis(20);
     while !ch.stop.load(Ordering::SeqCst) {
         if let Ok(mut conn) = open(&client, &opts, &ch) {
@@ -192,7 +186,7 @@ fn open(
 /// Subscribes, marks the channel up, and reads pushes until the connection fails or misses
 /// a heartbeat. (`PubSub::get_message` is used rather than raw reads: after a read timeout
 /// the raw reader may skip the next reply.)
-fn listen(conn: &mut redis::Connection, ch: &Channel, entries: &Moka<String, Arc<LocalEntry>>) {
+fn listen(conn: &mut redis::Connection, ch: &Channel, entries: &LocalMap) {
     let mut ps = conn.as_pubsub();
     if ps.subscribe("__redis__:invalidate").is_err() {
         return;
