@@ -396,6 +396,7 @@ impl<C: Codec> Builder<C> {
 #[derive(Default)]
 pub(crate) struct Deps {
     stamps: Vec<String>,
+    conjs: Vec<(String, Vec<crate::dnf::Conj>)>,
     schemes: BTreeMap<String, BTreeSet<String>>,
     tables: Vec<String>,
     dbs: Vec<String>,
@@ -432,6 +433,7 @@ impl Deps {
                 .collect(),
             ttl,
             local,
+            deps: self.conjs,
         }
     }
 }
@@ -676,6 +678,7 @@ impl<C: Codec> Cache<C> {
         let dnf = to_dnf(&read.table, &read.cond, &limits);
         deps.note(&read.table, &read.db);
         for (table, conjs) in &dnf.tables {
+            deps.conjs.push((table.clone(), conjs.clone()));
             deps.note(table, &read.db);
             let tk = self.inner.keys.table(table, &read.db);
             deps.stamp(tk.gen.clone());
@@ -692,6 +695,8 @@ impl<C: Codec> Cache<C> {
 
     /// Adds a whole-table dependency to `deps`.
     pub(crate) fn add_table(&self, table: &str, db: &str, deps: &mut Deps) {
+        deps.conjs
+            .push((table.to_owned(), vec![crate::dnf::Conj::new()]));
         deps.note(table, db);
         let tk = self.inner.keys.table(table, db);
         deps.stamp(tk.gen.clone());
@@ -728,7 +733,30 @@ impl<C: Codec> Cache<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
-        let load = || loader().map(Arc::new).map_err(LoadError::Loader);
+        self.load_through_filling(target, plan, local_key, true, loader)
+            .map(|(v, _)| v)
+    }
+
+    /// [`load_through`](Cache::load_through), also saying whether the loader answered.
+    /// With `fill` false, a loaded value is stored in no tier (transactions whose snapshot
+    /// may predate an invalidation).
+    pub(crate) fn load_through_filling<T, E, F>(
+        &self,
+        target: Target<'_>,
+        plan: Option<Arc<Plan>>,
+        local_key: Option<u128>,
+        fill: bool,
+        loader: F,
+    ) -> Result<(Arc<T>, bool), LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let load = || {
+            loader()
+                .map(|v| (Arc::new(v), true))
+                .map_err(LoadError::Loader)
+        };
         let Some(plan) = plan else {
             self.read_event(target, Outcome::Bypass);
             return load();
@@ -744,7 +772,7 @@ impl<C: Codec> Cache<C> {
             None => {
                 let k = xxhash_rust::xxh3::xxh3_128(plan.entry.as_bytes());
                 match self.local_answer::<T>(target, k, plan.local)? {
-                    LocalAnswer::Hit(v) => return Ok(v),
+                    LocalAnswer::Hit(v) => return Ok((v, false)),
                     LocalAnswer::Degraded => return load(),
                     LocalAnswer::Miss => {}
                 }
@@ -752,7 +780,9 @@ impl<C: Codec> Cache<C> {
             }
         };
         // Epochs are recorded before the stamps are read (see local/epochs.rs).
-        let snapshot = local.and_then(|l| l.begin_fill(&plan.stamps, plan.local));
+        let snapshot = local
+            .filter(|_| fill)
+            .and_then(|l| l.begin_fill(&plan.stamps, plan.local));
         let keep_local = |value: &Arc<T>, token: Token, weight: usize| {
             if let (Some(l), Some(s)) = (local, snapshot) {
                 l.finish_fill(local_key, value.clone(), token, s, plan.clone(), weight);
@@ -767,7 +797,7 @@ impl<C: Codec> Cache<C> {
                     self.read_event(target, Outcome::Hit);
                     let v = Arc::new(v);
                     keep_local(&v, token, bytes.payload().len());
-                    return Ok(v);
+                    return Ok((v, false));
                 }
                 Err(e) => {
                     self.emit(&Event::DecodeFailed {
@@ -795,15 +825,18 @@ impl<C: Codec> Cache<C> {
             self.read_event(target, Outcome::Degraded);
             return load();
         };
-        let value = load()?;
+        let (value, _) = load()?;
         self.read_event(target, Outcome::Miss);
+        if !fill {
+            return Ok((value, true));
+        }
         let bytes = C::encode(&*value)?;
         match self.inner.store.store(&plan, &token, &bytes) {
             Ok(true) => keep_local(&value, token, bytes.len()),
             Ok(false) => {}
             Err(e) => self.store_failed("store", e)?,
         }
-        Ok(value)
+        Ok((value, true))
     }
 
     /// Asks the local tier for `key`; confirms the entry with the store when its mode says so.
@@ -915,17 +948,28 @@ impl<C: Codec> Cache<C> {
         if !self.active() {
             return Ok(());
         }
-        let tk = self.inner.keys.table(table, &self.write_db);
-        let encoded: Vec<EncodedRow> = rows
-            .into_iter()
-            .map(|r| self.encode_row(table, &r))
-            .collect();
-        if encoded.is_empty() {
+        let rows: Vec<Row> = rows.into_iter().collect();
+        if rows.is_empty() {
             return Ok(());
         }
+        self.apply(self.rows_backlog(table, &rows))
+    }
+
+    /// The invalidation of rows of `table`, ready to send or queue.
+    pub(crate) fn rows_backlog(&self, table: &str, rows: &[Row]) -> Backlog {
+        let tk = self.inner.keys.table(table, &self.write_db);
+        let encoded: Vec<EncodedRow> = rows.iter().map(|r| self.encode_row(table, r)).collect();
         let mut b = Backlog::default();
         b.rows.insert(tk.gen.clone(), (tk, encoded));
-        self.apply(b)
+        b
+    }
+
+    /// The invalidation of a whole table, ready to send or queue.
+    pub(crate) fn table_backlog(&self, table: &str) -> Backlog {
+        let mut b = Backlog::default();
+        let tk = self.inner.keys.table(table, &self.write_db);
+        b.tables.insert(tk.gen, table.to_owned());
+        b
     }
 
     /// A row was inserted.
@@ -972,10 +1016,7 @@ impl<C: Codec> Cache<C> {
         if !self.active() {
             return Ok(());
         }
-        let mut b = Backlog::default();
-        let tk = self.inner.keys.table(table, &self.write_db);
-        b.tables.insert(tk.gen, table.to_owned());
-        self.apply(b)
+        self.apply(self.table_backlog(table))
     }
 
     /// Invalidates everything this cache (prefix and version) has stored.

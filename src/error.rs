@@ -26,6 +26,9 @@ pub enum Error {
     /// A row image was not a struct or a map with string keys.
     #[error("row image: {0}")]
     Row(String),
+    /// An `atomic()` scope was used after it ended, or ended the wrong way.
+    #[error("scope: {0}")]
+    Scope(String),
     /// The configuration is not usable (bad URL, bad pattern, bad option).
     #[error("configuration: {0}")]
     Config(String),

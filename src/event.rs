@@ -34,6 +34,8 @@ pub enum Outcome {
     Hit,
     /// Served from the local tier (process memory).
     LocalHit,
+    /// Served from an `atomic()` scope's overlay.
+    Overlay,
     /// Not cached (or dead); the loader ran and the result was stored.
     Miss,
     /// Not cached by configuration (disabled, `nocache`, profile); the loader ran.

@@ -41,6 +41,11 @@ impl Backlog {
         self.rows.values().map(|(_, r)| r.len()).sum()
     }
 
+    /// Adds `other` (no limit: for batching, not queueing).
+    pub fn absorb(&mut self, other: Backlog) {
+        self.merge(other, usize::MAX);
+    }
+
     /// Adds `other`, keeping the backlog within `limit`.
     fn merge(&mut self, other: Backlog, limit: usize) {
         self.all |= other.all;

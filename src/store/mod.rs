@@ -30,6 +30,8 @@ pub(crate) struct Plan {
     pub ttl: Duration,
     /// How the local tier treats this entry.
     pub local: crate::local::LocalMode,
+    /// The conjunctions per table the entry depends on (for scope overlays).
+    pub deps: Vec<(String, Vec<crate::dnf::Conj>)>,
 }
 
 impl Plan {
