@@ -9,5 +9,11 @@ mod sync;
 #[allow(dead_code)]
 mod epochs;
 
+#[path = "../../src/scope/chain.rs"]
+#[allow(dead_code)]
+mod chain;
+
 #[cfg(test)]
 mod epochs_models;
+#[cfg(test)]
+mod scope_models;

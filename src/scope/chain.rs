@@ -235,8 +235,16 @@ mod tests {
         let sp = L::child(&root).unwrap();
         assert_eq!(sp.lookup(&"a"), Found::Entry(1));
         sp.record(Some("t"), Eq(1), "inv").unwrap();
-        assert_eq!(sp.lookup(&"a"), Found::Absent, "masked by the savepoint's write");
-        assert_eq!(root.lookup(&"a"), Found::Entry(1), "the parent does not see it yet");
+        assert_eq!(
+            sp.lookup(&"a"),
+            Found::Absent,
+            "masked by the savepoint's write"
+        );
+        assert_eq!(
+            root.lookup(&"a"),
+            Found::Entry(1),
+            "the parent does not see it yet"
+        );
         assert!(sp.written(&["t"]) && !root.written(&["t"]));
         sp.insert("a", 3);
         assert_eq!(sp.lookup(&"a"), Found::Entry(3));

@@ -301,7 +301,10 @@ impl<C: Codec> Scope<C> {
         old: &R,
         new: &R,
     ) -> Result<(), Error> {
-        self.invalidate_rows(table, [Row::from_serialize(old)?, Row::from_serialize(new)?])
+        self.invalidate_rows(
+            table,
+            [Row::from_serialize(old)?, Row::from_serialize(new)?],
+        )
     }
 
     /// A row was deleted.
