@@ -15,6 +15,7 @@ use crate::cond::Cond;
 use crate::dnf::{to_dnf, DnfLimits};
 use crate::error::{Error, LoadError};
 use crate::event::{Event, Invalidation, Listener, Outcome, Target};
+use crate::flight::{Flights, Join, Waited};
 use crate::keys::{scheme_of, KeySpace, Prefix, PrefixScope, TableKeys};
 use crate::local::tracking::{self, Channel, TrackingOptions};
 use crate::local::{LocalMode, LocalStats, LocalTier, Lookup};
@@ -47,6 +48,14 @@ pub(crate) struct Inner {
     pub channel: Option<Arc<Channel>>,
     /// The default local mode (for profiles that do not set one, and `cached_as`).
     pub default_local: LocalMode,
+    /// Misses being loaded in this process, by entry and stamps.
+    pub flights: Flights<(String, String), Arc<dyn std::any::Any + Send + Sync>>,
+    /// How long a caller waits for another's loader in this process.
+    pub flight_timeout: Duration,
+    /// Whether waiters retry when the loader they waited for failed.
+    pub retry_failed: bool,
+    /// Lifetime of cross-process loader locks.
+    pub lock_ttl: Duration,
 }
 
 impl Drop for Inner {
@@ -120,6 +129,9 @@ pub struct Builder<C: Codec = DefaultCodec> {
     local: LocalMode,
     local_capacity: u64,
     heartbeat: Duration,
+    flight_timeout: Duration,
+    retry_failed: bool,
+    lock_ttl: Duration,
     listeners: Vec<Listener>,
     errors: Vec<Error>,
     codec: PhantomData<fn() -> C>,
@@ -148,6 +160,9 @@ impl Default for Builder<DefaultCodec> {
             local: LocalMode::Off,
             local_capacity: 64 << 20,
             heartbeat: Duration::from_millis(250),
+            flight_timeout: Duration::from_secs(30),
+            retry_failed: true,
+            lock_ttl: Duration::from_secs(10),
             listeners: Vec::new(),
             errors: Vec::new(),
             codec: PhantomData,
@@ -270,6 +285,24 @@ impl<C: Codec> Builder<C> {
         self.heartbeat = d;
         self
     }
+    /// How long a caller waits for another caller's loader of the same entry in this
+    /// process before loading itself (default 30 s).
+    pub fn flight_timeout(mut self, d: Duration) -> Self {
+        self.flight_timeout = d;
+        self
+    }
+    /// When the loader that others wait for fails: `true` (default) wakes them to try
+    /// again (one of them loads); `false` gives each [`Error::LoaderFailed`].
+    pub fn retry_failed_loads(mut self, yes: bool) -> Self {
+        self.retry_failed = yes;
+        self
+    }
+    /// Lifetime of the cross-process loader lock of profiles with `lock` (default 10 s):
+    /// if its holder dies, a waiter takes over after this long.
+    pub fn lock_timeout(mut self, d: Duration) -> Self {
+        self.lock_ttl = d;
+        self
+    }
     /// Subscribes to events.
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
         self.listeners.push(Arc::new(f));
@@ -291,6 +324,9 @@ impl<C: Codec> Builder<C> {
             local: self.local,
             local_capacity: self.local_capacity,
             heartbeat: self.heartbeat,
+            flight_timeout: self.flight_timeout,
+            retry_failed: self.retry_failed,
+            lock_ttl: self.lock_ttl,
             listeners: self.listeners,
             errors: self.errors,
             codec: PhantomData,
@@ -384,6 +420,10 @@ impl<C: Codec> Builder<C> {
                 local,
                 channel,
                 default_local,
+                flights: Flights::default(),
+                flight_timeout: self.flight_timeout,
+                retry_failed: self.retry_failed,
+                lock_ttl: self.lock_ttl,
             }),
             write_db: Arc::from("default"),
             invalidates: true,
@@ -434,6 +474,7 @@ impl Deps {
             ttl,
             local,
             deps: self.conjs,
+            lock: false,
         }
     }
 }
@@ -469,6 +510,24 @@ fn plan_key(read: &Read, profile: &Profile) -> u128 {
         });
         xxhash_rust::xxh3::xxh3_128(b.as_bytes())
     })
+}
+
+/// What step 1 of a read found.
+enum Fetched<T> {
+    /// A decoded hit, its token and encoded size.
+    Hit(Arc<T>, Token, usize),
+    /// A miss, and the stamps read for it.
+    Miss(Token),
+}
+
+/// What the cross-process lock gave.
+enum Locked {
+    /// This caller holds it (the owner token to release it).
+    Owner(String),
+    /// Another process filled the entry meanwhile.
+    Filled(crate::store::HitBytes, Token),
+    /// Waited too long, or the store failed: load without the lock.
+    GaveUp,
 }
 
 /// What the local tier answered.
@@ -629,7 +688,9 @@ impl<C: Codec> Cache<C> {
             let mut deps = Deps::default();
             self.add_read(read, profile, &mut deps);
             let local = self.local_mode(profile);
-            Arc::new(deps.into_plan(&self.inner.keys, profile.timeout, local))
+            let mut plan = deps.into_plan(&self.inner.keys, profile.timeout, local);
+            plan.lock = profile.lock;
+            Arc::new(plan)
         };
         let (Some(plans), Some(key)) = (&self.inner.plans, key) else {
             return build();
@@ -752,10 +813,11 @@ impl<C: Codec> Cache<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
-        let load = || {
-            loader()
-                .map(|v| (Arc::new(v), true))
-                .map_err(LoadError::Loader)
+        let mut loader = Some(loader);
+        let mut load = move || match loader.take() {
+            Some(f) => f().map(|v| (Arc::new(v), true)).map_err(LoadError::Loader),
+            // Every path that loads returns: a second call is a bug, not a user error.
+            None => unreachable!("the loader runs at most once"),
         };
         let Some(plan) = plan else {
             self.read_event(target, Outcome::Bypass);
@@ -780,31 +842,142 @@ impl<C: Codec> Cache<C> {
             }
         };
         // Epochs are recorded before the stamps are read (see local/epochs.rs).
-        let snapshot = local
+        let mut snapshot = local
             .filter(|_| fill)
             .and_then(|l| l.begin_fill(&plan.stamps, plan.local));
-        let keep_local = |value: &Arc<T>, token: Token, weight: usize| {
-            if let (Some(l), Some(s)) = (local, snapshot) {
+        let mut keep_local = |value: &Arc<T>, token: Token, weight: usize| {
+            if let (Some(l), Some(s)) = (local, snapshot.take()) {
                 l.finish_fill(local_key, value.clone(), token, s, plan.clone(), weight);
             }
         };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(token) = self.fetch_or_token::<T, E>(target, &plan)? else {
+                // Degraded: the store is unusable, the loader answers and nothing is stored.
+                self.read_event(target, Outcome::Degraded);
+                return load();
+            };
+            let token = match token {
+                Fetched::Hit(v, token, weight) => {
+                    keep_local(&v, token, weight);
+                    return Ok((v, false));
+                }
+                Fetched::Miss(token) => token,
+            };
+            if !fill {
+                let (value, _) = load()?;
+                self.read_event(target, Outcome::Miss);
+                return Ok((value, true));
+            }
+            // One loader per entry and stamps in this process (see flight.rs).
+            let leader = match self
+                .inner
+                .flights
+                .join((plan.entry.clone(), token.0.clone()))
+            {
+                Join::Leader(leader) => leader,
+                Join::Follower(flight) => match flight.wait(self.inner.flight_timeout) {
+                    Waited::Done(v) => match v.downcast::<T>() {
+                        Ok(v) => {
+                            self.read_event(target, Outcome::Joined);
+                            return Ok((v, false));
+                        }
+                        // Another call site cached another type under this read.
+                        Err(_) => {
+                            let (value, _) = load()?;
+                            self.read_event(target, Outcome::Miss);
+                            return Ok((value, true));
+                        }
+                    },
+                    Waited::Failed if self.inner.retry_failed && attempt < 3 => continue,
+                    Waited::Failed => return Err(LoadError::Cache(Error::LoaderFailed)),
+                    Waited::TimedOut => {
+                        let (value, _) = load()?;
+                        self.read_event(target, Outcome::Miss);
+                        return Ok((value, true));
+                    }
+                },
+            };
+            // Across processes too, when the profile asks for it.
+            let mut owner = None;
+            if plan.lock {
+                match self.lock_or_wait(&plan)? {
+                    Locked::Owner(o) => owner = Some(o),
+                    Locked::Filled(hit, token) => match C::decode::<T>(hit.payload()) {
+                        Ok(v) => {
+                            let v = Arc::new(v);
+                            self.read_event(target, Outcome::Joined);
+                            leader.finish(v.clone());
+                            keep_local(&v, token, hit.payload().len());
+                            return Ok((v, false));
+                        }
+                        Err(_) => {}
+                    },
+                    Locked::GaveUp => {}
+                }
+            }
+            let loaded = load();
+            let unlock = |cache: &Self| {
+                if let Some(o) = &owner {
+                    if let Err(e) = cache.inner.store.unlock(&plan, o, cache.inner.lock_ttl) {
+                        let _ = cache.store_failed("unlock", e);
+                    }
+                }
+            };
+            let (value, _) = match loaded {
+                Ok(v) => v,
+                Err(e) => {
+                    unlock(self);
+                    return Err(e); // dropping `leader` fails the flight: followers retry
+                }
+            };
+            self.read_event(target, Outcome::Miss);
+            let bytes = match C::encode(&*value) {
+                Ok(b) => b,
+                Err(e) => {
+                    unlock(self);
+                    return Err(e.into());
+                }
+            };
+            let stored = self.inner.store.store(&plan, &token, &bytes);
+            unlock(self);
+            leader.finish(value.clone());
+            match stored {
+                Ok(true) => keep_local(&value, token, bytes.len()),
+                Ok(false) => {}
+                Err(e) => self.store_failed("store", e)?,
+            }
+            return Ok((value, true));
+        }
+    }
+
+    /// Step 1 of a read: a decoded hit, or the token of the stamps read for a miss; `None`
+    /// when the store failed and the cache degrades.
+    fn fetch_or_token<T, E>(
+        &self,
+        target: Target<'_>,
+        plan: &Plan,
+    ) -> Result<Option<Fetched<T>>, LoadError<E>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
         let fetched = self
             .replay()
-            .and_then(|()| self.inner.store.fetch(&plan, true));
+            .and_then(|()| self.inner.store.fetch(plan, true));
         let token = match fetched {
             Ok(Fetch::Hit(bytes, token)) => match C::decode::<T>(bytes.payload()) {
                 Ok(v) => {
                     self.read_event(target, Outcome::Hit);
-                    let v = Arc::new(v);
-                    keep_local(&v, token, bytes.payload().len());
-                    return Ok((v, false));
+                    let weight = bytes.payload().len();
+                    return Ok(Some(Fetched::Hit(Arc::new(v), token, weight)));
                 }
                 Err(e) => {
                     self.emit(&Event::DecodeFailed {
                         key: &plan.entry,
                         error: &e,
                     });
-                    match self.inner.store.fetch(&plan, false) {
+                    match self.inner.store.fetch(plan, false) {
                         Ok(Fetch::Miss(t)) => Some(t),
                         Ok(Fetch::Hit(..)) => None,
                         Err(e) => {
@@ -820,23 +993,50 @@ impl<C: Codec> Cache<C> {
                 None
             }
         };
-        let Some(token) = token else {
-            // Degraded: the store is unusable, the loader answers and nothing is stored.
-            self.read_event(target, Outcome::Degraded);
-            return load();
-        };
-        let (value, _) = load()?;
-        self.read_event(target, Outcome::Miss);
-        if !fill {
-            return Ok((value, true));
+        Ok(token.map(Fetched::Miss))
+    }
+
+    /// Takes the cross-process lock of a miss, or waits for its holder to fill the entry.
+    /// Gives up (and loads unlocked) after waiting twice the lock's lifetime.
+    fn lock_or_wait(&self, plan: &Plan) -> Result<Locked, Error> {
+        let store = &self.inner.store;
+        let ttl = self.inner.lock_ttl;
+        let owner = crate::keys::hash_hex(
+            format!(
+                "{:?}{:?}",
+                std::thread::current().id(),
+                std::time::Instant::now()
+            )
+            .as_bytes(),
+        );
+        let deadline = std::time::Instant::now() + ttl * 2;
+        loop {
+            match store.try_lock(plan, &owner, ttl) {
+                Ok(true) => return Ok(Locked::Owner(owner)),
+                Ok(false) => {}
+                Err(e) => {
+                    self.store_failed("lock", e)?;
+                    return Ok(Locked::GaveUp);
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(Locked::GaveUp);
+            }
+            // Woken when the holder unlocks; at the latest when its lock may have expired.
+            if let Err(e) = store.wait_unlock(plan, left.min(ttl)) {
+                self.store_failed("lock wait", e)?;
+                return Ok(Locked::GaveUp);
+            }
+            match store.fetch(plan, true) {
+                Ok(Fetch::Hit(hit, token)) => return Ok(Locked::Filled(hit, token)),
+                Ok(Fetch::Miss(_)) => {}
+                Err(e) => {
+                    self.store_failed("fetch", e)?;
+                    return Ok(Locked::GaveUp);
+                }
+            }
         }
-        let bytes = C::encode(&*value)?;
-        match self.inner.store.store(&plan, &token, &bytes) {
-            Ok(true) => keep_local(&value, token, bytes.len()),
-            Ok(false) => {}
-            Err(e) => self.store_failed("store", e)?,
-        }
-        Ok((value, true))
     }
 
     /// Asks the local tier for `key`; confirms the entry with the store when its mode says so.
@@ -907,6 +1107,12 @@ impl<C: Codec> Cache<C> {
     #[doc(hidden)]
     pub fn push_client_id(&self) -> u64 {
         self.inner.channel.as_ref().map_or(0, |c| c.client_id())
+    }
+
+    /// Loaders in progress in this process (tests check none is left behind).
+    #[doc(hidden)]
+    pub fn flights_in_progress(&self) -> usize {
+        self.inner.flights.len()
     }
 
     /// True while the tracked tier's push channel is up.

@@ -26,6 +26,9 @@ pub enum Error {
     /// A row image was not a struct or a map with string keys.
     #[error("row image: {0}")]
     Row(String),
+    /// The loader this call waited for (another caller's) failed, and retries are off.
+    #[error("the loader of another caller of the same read failed")]
+    LoaderFailed,
     /// An `atomic()` scope was used after it ended, or ended the wrong way.
     #[error("scope: {0}")]
     Scope(String),

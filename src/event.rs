@@ -36,6 +36,8 @@ pub enum Outcome {
     LocalHit,
     /// Served from an `atomic()` scope's overlay.
     Overlay,
+    /// Served by another caller's loader (single flight or cross-process lock).
+    Joined,
     /// Not cached (or dead); the loader ran and the result was stored.
     Miss,
     /// Not cached by configuration (disabled, `nocache`, profile); the loader ran.

@@ -39,6 +39,7 @@ mod cond;
 pub mod dnf;
 mod error;
 mod event;
+mod flight;
 pub mod keys;
 mod local;
 mod pending;

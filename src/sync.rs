@@ -31,3 +31,58 @@ impl<T> Mutex<T> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// The guard of [`Mutex`].
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+/// The guard of [`Mutex`].
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+/// A condition variable with a by-value, timed wait (the same interface under loom).
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+pub(crate) struct Condvar(parking_lot::Condvar);
+
+#[cfg(not(loom))]
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar(parking_lot::Condvar::new())
+    }
+    /// Waits until notified or `timeout` passes; returns the guard and whether it timed out.
+    pub(crate) fn wait_for<'a, T>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        timeout: std::time::Duration,
+    ) -> (MutexGuard<'a, T>, bool) {
+        let timed_out = self.0.wait_for(&mut guard, timeout).timed_out();
+        (guard, timed_out)
+    }
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}
+
+/// A condition variable with a by-value, timed wait (the same interface under loom).
+#[cfg(loom)]
+#[derive(Debug, Default)]
+pub(crate) struct Condvar(loom::sync::Condvar);
+
+#[cfg(loom)]
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar(loom::sync::Condvar::new())
+    }
+    /// loom explores wake-ups, not time: the wait has no timeout, so a lost wake-up shows
+    /// up as a deadlock in the model.
+    pub(crate) fn wait_for<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        _timeout: std::time::Duration,
+    ) -> (MutexGuard<'a, T>, bool) {
+        (self.0.wait(guard).unwrap_or_else(|e| e.into_inner()), false)
+    }
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all();
+    }
+}

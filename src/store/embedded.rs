@@ -237,6 +237,19 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
+    // One process: the in-process single flight already gives one loader per entry.
+    fn try_lock(&self, _: &Plan, _: &str, _: Duration) -> Result<bool, Error> {
+        Ok(true)
+    }
+
+    fn unlock(&self, _: &Plan, _: &str, _: Duration) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn wait_unlock(&self, _: &Plan, _: Duration) -> Result<(), Error> {
+        Ok(())
+    }
+
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.live_entry(key).map(|e| e.payload.to_vec()))
     }

@@ -32,6 +32,23 @@ pub(crate) struct Plan {
     pub local: crate::local::LocalMode,
     /// The conjunctions per table the entry depends on (for scope overlays).
     pub deps: Vec<(String, Vec<crate::dnf::Conj>)>,
+    /// One loader across processes (the profile's `lock`).
+    pub lock: bool,
+}
+
+impl Plan {
+    /// The key of the entry's cross-process loader lock (same slot as the entry).
+    pub fn lock_key(&self) -> String {
+        format!("{}:lock", self.entry)
+    }
+    /// The list of processes waiting for the lock.
+    pub fn waiters_key(&self) -> String {
+        format!("{}:waiters", self.entry)
+    }
+    /// The prefix of each waiter's own wake-up list.
+    pub fn wake_prefix(&self) -> String {
+        format!("{}:wake:", self.entry)
+    }
 }
 
 impl Plan {
@@ -92,6 +109,12 @@ pub(crate) trait Store: Send + Sync {
     fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error>;
     /// Deletes every key matching the pattern (`KeySpace::scan_pattern`).
     fn invalidate_all(&self, pattern: &str) -> Result<(), Error>;
+    /// Takes the entry's loader lock for `owner` if free (`SET NX PX`).
+    fn try_lock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<bool, Error>;
+    /// Releases the lock if `owner` still holds it, and wakes the waiters.
+    fn unlock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<(), Error>;
+    /// Blocks until the lock's holder wakes the waiters, or `wait` passes.
+    fn wait_unlock(&self, plan: &Plan, wait: Duration) -> Result<(), Error>;
     /// Simple cache: raw get.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
     /// Simple cache: raw set with a lifetime.

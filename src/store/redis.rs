@@ -92,6 +92,30 @@ end
 return del
 ";
 
+/// Registers a waiter for an entry's loader lock, if the lock is still held.
+/// KEYS: lock, waiters.  ARGV: waiter id, ttl_ms.  Returns 1 if registered (then wait).
+const WAIT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+";
+
+/// Releases an entry's loader lock if `owner` holds it, and wakes every registered waiter
+/// (each blocks on its own list, so no signal is left behind for later waiters).
+/// KEYS: lock, waiters.  ARGV: owner, ttl_ms, signal key prefix.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+local ids = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2])
+for _, id in ipairs(ids) do
+  redis.call('RPUSH', ARGV[3] .. id, '1')
+  redis.call('PEXPIRE', ARGV[3] .. id, ARGV[2])
+end
+return 1
+";
+
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisOptions {
@@ -109,6 +133,8 @@ pub(crate) struct RedisStore {
     prepare: Script,
     store: Script,
     invalidate: Script,
+    wait: Script,
+    unlock: Script,
     nonce: AtomicU64,
     /// Set after a connection-level failure: until then, calls fail fast.
     down_until: Mutex<Option<Instant>>,
@@ -126,6 +152,8 @@ impl RedisStore {
             prepare: Script::new(PREPARE),
             store: Script::new(STORE),
             invalidate: Script::new(INVALIDATE),
+            wait: Script::new(WAIT),
+            unlock: Script::new(UNLOCK),
             nonce: AtomicU64::new(seed()),
             down_until: Mutex::new(None),
         })
@@ -411,6 +439,54 @@ impl Store for RedisStore {
                 }
                 cursor = next;
             }
+        })
+    }
+
+    fn try_lock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<bool, Error> {
+        let mut set = redis::cmd("SET");
+        set.arg(plan.lock_key())
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl));
+        let reply: Option<String> = self.with_conn(|c| set.query(c))?;
+        Ok(reply.is_some())
+    }
+
+    fn unlock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<(), Error> {
+        let mut inv = self.unlock.prepare_invoke();
+        inv.key(plan.lock_key())
+            .key(plan.waiters_key())
+            .arg(owner)
+            .arg(millis(ttl))
+            .arg(plan.wake_prefix());
+        self.with_conn(|c| inv.invoke::<i64>(c)).map(|_| ())
+    }
+
+    fn wait_unlock(&self, plan: &Plan, wait: Duration) -> Result<(), Error> {
+        let id = self.next_nonce();
+        let mut register = self.wait.prepare_invoke();
+        register
+            .key(plan.lock_key())
+            .key(plan.waiters_key())
+            .arg(&id)
+            .arg(millis(wait * 2));
+        let registered: i64 = self.with_conn(|c| register.invoke(c))?;
+        if registered == 0 {
+            return Ok(()); // Unlocked already: look again now.
+        }
+        let wake_key = format!("{}{id}", plan.wake_prefix());
+        let io = self.opts.io_timeout;
+        self.with_conn(|c| {
+            // Blocking is the point here: the reply may take up to `wait`.
+            c.set_read_timeout(Some(wait + io))?;
+            let woke: Option<(String, String)> = redis::cmd("BLPOP")
+                .arg(&wake_key)
+                .arg(wait.as_secs_f64().max(0.01))
+                .query(c)?;
+            c.set_read_timeout(Some(io))?;
+            let _ = woke;
+            Ok(())
         })
     }
 
