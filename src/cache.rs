@@ -520,6 +520,22 @@ enum Fetched<T> {
     Miss(Token),
 }
 
+/// A held cross-process lock, released on drop (also when the loader panics).
+struct LockHeld<'a, C: Codec> {
+    cache: &'a Cache<C>,
+    plan: &'a Plan,
+    owner: String,
+}
+
+impl<C: Codec> Drop for LockHeld<'_, C> {
+    fn drop(&mut self) {
+        let inner = &self.cache.inner;
+        if let Err(e) = inner.store.unlock(self.plan, &self.owner, inner.lock_ttl) {
+            let _ = self.cache.store_failed("unlock", e);
+        }
+    }
+}
+
 /// What the cross-process lock gave.
 enum Locked {
     /// This caller holds it (the owner token to release it).
@@ -900,10 +916,16 @@ impl<C: Codec> Cache<C> {
                 },
             };
             // Across processes too, when the profile asks for it.
-            let mut owner = None;
+            let mut held = None;
             if plan.lock {
                 match self.lock_or_wait(&plan)? {
-                    Locked::Owner(o) => owner = Some(o),
+                    Locked::Owner(owner) => {
+                        held = Some(LockHeld {
+                            cache: self,
+                            plan: &plan,
+                            owner,
+                        })
+                    }
                     Locked::Filled(hit, token) => match C::decode::<T>(hit.payload()) {
                         Ok(v) => {
                             let v = Arc::new(v);
@@ -917,31 +939,13 @@ impl<C: Codec> Cache<C> {
                     Locked::GaveUp => {}
                 }
             }
-            let loaded = load();
-            let unlock = |cache: &Self| {
-                if let Some(o) = &owner {
-                    if let Err(e) = cache.inner.store.unlock(&plan, o, cache.inner.lock_ttl) {
-                        let _ = cache.store_failed("unlock", e);
-                    }
-                }
-            };
-            let (value, _) = match loaded {
-                Ok(v) => v,
-                Err(e) => {
-                    unlock(self);
-                    return Err(e); // dropping `leader` fails the flight: followers retry
-                }
-            };
+            // On an error or a panic, dropping `held` unlocks and dropping `leader` fails
+            // the flight (its followers retry).
+            let (value, _) = load()?;
             self.read_event(target, Outcome::Miss);
-            let bytes = match C::encode(&*value) {
-                Ok(b) => b,
-                Err(e) => {
-                    unlock(self);
-                    return Err(e.into());
-                }
-            };
+            let bytes = C::encode(&*value)?;
             let stored = self.inner.store.store(&plan, &token, &bytes);
-            unlock(self);
+            drop(held);
             leader.finish(value.clone());
             match stored {
                 Ok(true) => keep_local(&value, token, bytes.len()),
