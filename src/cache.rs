@@ -475,6 +475,7 @@ impl Deps {
             local,
             deps: self.conjs,
             lock: false,
+            stale: None,
         }
     }
 }
@@ -482,6 +483,16 @@ impl Deps {
 /// The value out of its `Arc`: moved when unshared, cloned when the local tier holds it too.
 pub(crate) fn unwrap_arc<T: Clone>(v: Arc<T>) -> T {
     Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())
+}
+
+/// A value and whether it is stale (from [`Cache::get_or_load_answer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer<T> {
+    /// The value.
+    pub value: Arc<T>,
+    /// True when it is the previous value of an entry invalidated within its profile's
+    /// stale grace (another caller is reloading it).
+    pub stale: bool,
 }
 
 /// Counters of a cache's tiers, from [`Cache::stats`].
@@ -512,12 +523,40 @@ fn plan_key(read: &Read, profile: &Profile) -> u128 {
     })
 }
 
+/// Where a read's answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// A tier, or another caller's loader.
+    Cached,
+    /// This call's loader.
+    Loaded,
+    /// The previous value, within its profile's stale grace, while another caller reloads.
+    Stale,
+}
+
 /// What step 1 of a read found.
 enum Fetched<T> {
     /// A decoded hit, its token and encoded size.
     Hit(Arc<T>, Token, usize),
     /// A miss, and the stamps read for it.
     Miss(Token),
+    /// The previous value, within the stale grace.
+    Stale(Arc<T>),
+}
+
+/// A token no other lock holder uses (thread, time and a process-random seed).
+fn lock_owner() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(
+        format!(
+            "{:?}{:?}",
+            std::thread::current().id(),
+            std::time::Instant::now()
+        )
+        .as_bytes(),
+    );
+    format!("{:016x}{}", h.finish(), std::process::id())
 }
 
 /// A held cross-process lock, released on drop (also when the loader panics).
@@ -620,6 +659,44 @@ impl<C: Codec> Cache<C> {
             })
     }
 
+    /// Like [`get_or_load_arc`](Cache::get_or_load_arc), saying whether the value is stale:
+    /// with a profile's [`stale_while_revalidate`](Profile::stale_while_revalidate), a read
+    /// of an entry invalidated within the grace gets the previous value at once while one
+    /// caller reloads. Without that option, answers are never stale.
+    pub fn get_or_load_answer<T, F>(&self, read: &Read, loader: F) -> Result<Answer<T>, Error>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> T,
+    {
+        self.try_get_or_load_answer(read, || Ok::<T, std::convert::Infallible>(loader()))
+            .map_err(|e| match e {
+                LoadError::Cache(e) => e,
+                LoadError::Loader(never) => match never {},
+            })
+    }
+
+    /// [`get_or_load_answer`](Cache::get_or_load_answer) with a loader that can fail.
+    pub fn try_get_or_load_answer<T, E, F>(
+        &self,
+        read: &Read,
+        loader: F,
+    ) -> Result<Answer<T>, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let target = Target::Table {
+            table: &read.table,
+            op: read.op,
+        };
+        let plan = self.plan_read(read);
+        let (value, served) = self.load_through_filling(target, plan, None, true, loader)?;
+        Ok(Answer {
+            value,
+            stale: served == Served::Stale,
+        })
+    }
+
     /// Like [`get_or_load`](Cache::get_or_load) with a loader that can fail. A loader error
     /// is returned as is and nothing is stored.
     pub fn try_get_or_load<T, E, F>(&self, read: &Read, loader: F) -> Result<T, LoadError<E>>
@@ -706,6 +783,7 @@ impl<C: Codec> Cache<C> {
             let local = self.local_mode(profile);
             let mut plan = deps.into_plan(&self.inner.keys, profile.timeout, local);
             plan.lock = profile.lock;
+            plan.stale = profile.stale_grace;
             Arc::new(plan)
         };
         let (Some(plans), Some(key)) = (&self.inner.plans, key) else {
@@ -824,14 +902,16 @@ impl<C: Codec> Cache<C> {
         local_key: Option<u128>,
         fill: bool,
         loader: F,
-    ) -> Result<(Arc<T>, bool), LoadError<E>>
+    ) -> Result<(Arc<T>, Served), LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
         let mut loader = Some(loader);
         let mut load = move || match loader.take() {
-            Some(f) => f().map(|v| (Arc::new(v), true)).map_err(LoadError::Loader),
+            Some(f) => f()
+                .map(|v| (Arc::new(v), Served::Loaded))
+                .map_err(LoadError::Loader),
             // Every path that loads returns: a second call is a bug, not a user error.
             None => unreachable!("the loader runs at most once"),
         };
@@ -850,7 +930,7 @@ impl<C: Codec> Cache<C> {
             None => {
                 let k = xxhash_rust::xxh3::xxh3_128(plan.entry.as_bytes());
                 match self.local_answer::<T>(target, k, plan.local)? {
-                    LocalAnswer::Hit(v) => return Ok((v, false)),
+                    LocalAnswer::Hit(v) => return Ok((v, Served::Cached)),
                     LocalAnswer::Degraded => return load(),
                     LocalAnswer::Miss => {}
                 }
@@ -877,14 +957,72 @@ impl<C: Codec> Cache<C> {
             let token = match token {
                 Fetched::Hit(v, token, weight) => {
                     keep_local(&v, token, weight);
-                    return Ok((v, false));
+                    return Ok((v, Served::Cached));
                 }
                 Fetched::Miss(token) => token,
+                Fetched::Stale(stale) => {
+                    // One caller (in this process, and across processes by the lock)
+                    // reloads; everyone else gets the previous value at once.
+                    let Join::Leader(leader) = self
+                        .inner
+                        .flights
+                        .join((plan.entry.clone(), String::from("stale")))
+                    else {
+                        self.read_event(target, Outcome::Stale);
+                        return Ok((stale, Served::Stale));
+                    };
+                    let owner = lock_owner();
+                    match self
+                        .inner
+                        .store
+                        .try_lock(&plan, &owner, self.inner.lock_ttl)
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.read_event(target, Outcome::Stale);
+                            return Ok((stale, Served::Stale));
+                        }
+                        Err(e) => {
+                            self.store_failed("lock", e)?;
+                            self.read_event(target, Outcome::Stale);
+                            return Ok((stale, Served::Stale));
+                        }
+                    }
+                    let held = LockHeld {
+                        cache: self,
+                        plan: &plan,
+                        owner,
+                    };
+                    let token = match self.inner.store.fetch(&plan, false) {
+                        Ok(Fetch::Miss(t)) => t,
+                        Ok(_) => {
+                            self.read_event(target, Outcome::Stale);
+                            return Ok((stale, Served::Stale));
+                        }
+                        Err(e) => {
+                            self.store_failed("fetch", e)?;
+                            self.read_event(target, Outcome::Stale);
+                            return Ok((stale, Served::Stale));
+                        }
+                    };
+                    let (value, _) = load()?;
+                    self.read_event(target, Outcome::Miss);
+                    let bytes = C::encode(&*value)?;
+                    let stored = self.inner.store.store(&plan, &token, &bytes);
+                    drop(held);
+                    leader.finish(value.clone());
+                    match stored {
+                        Ok(true) => keep_local(&value, token, bytes.len()),
+                        Ok(false) => {}
+                        Err(e) => self.store_failed("store", e)?,
+                    }
+                    return Ok((value, Served::Loaded));
+                }
             };
             if !fill {
                 let (value, _) = load()?;
                 self.read_event(target, Outcome::Miss);
-                return Ok((value, true));
+                return Ok((value, Served::Loaded));
             }
             // One loader per entry and stamps in this process (see flight.rs).
             let leader = match self
@@ -897,13 +1035,13 @@ impl<C: Codec> Cache<C> {
                     Waited::Done(v) => match v.downcast::<T>() {
                         Ok(v) => {
                             self.read_event(target, Outcome::Joined);
-                            return Ok((v, false));
+                            return Ok((v, Served::Cached));
                         }
                         // Another call site cached another type under this read.
                         Err(_) => {
                             let (value, _) = load()?;
                             self.read_event(target, Outcome::Miss);
-                            return Ok((value, true));
+                            return Ok((value, Served::Loaded));
                         }
                     },
                     Waited::Failed if self.inner.retry_failed && attempt < 3 => continue,
@@ -911,7 +1049,7 @@ impl<C: Codec> Cache<C> {
                     Waited::TimedOut => {
                         let (value, _) = load()?;
                         self.read_event(target, Outcome::Miss);
-                        return Ok((value, true));
+                        return Ok((value, Served::Loaded));
                     }
                 },
             };
@@ -926,16 +1064,16 @@ impl<C: Codec> Cache<C> {
                             owner,
                         })
                     }
-                    Locked::Filled(hit, token) => match C::decode::<T>(hit.payload()) {
-                        Ok(v) => {
+                    Locked::Filled(hit, token) => {
+                        // Undecodable: load it ourselves.
+                        if let Ok(v) = C::decode::<T>(hit.payload()) {
                             let v = Arc::new(v);
                             self.read_event(target, Outcome::Joined);
                             leader.finish(v.clone());
                             keep_local(&v, token, hit.payload().len());
-                            return Ok((v, false));
+                            return Ok((v, Served::Cached));
                         }
-                        Err(_) => {}
-                    },
+                    }
                     Locked::GaveUp => {}
                 }
             }
@@ -952,7 +1090,7 @@ impl<C: Codec> Cache<C> {
                 Ok(false) => {}
                 Err(e) => self.store_failed("store", e)?,
             }
-            return Ok((value, true));
+            return Ok((value, Served::Loaded));
         }
     }
 
@@ -983,7 +1121,7 @@ impl<C: Codec> Cache<C> {
                     });
                     match self.inner.store.fetch(plan, false) {
                         Ok(Fetch::Miss(t)) => Some(t),
-                        Ok(Fetch::Hit(..)) => None,
+                        Ok(Fetch::Hit(..) | Fetch::Stale(_)) => None,
                         Err(e) => {
                             self.store_failed("fetch", e)?;
                             None
@@ -992,6 +1130,18 @@ impl<C: Codec> Cache<C> {
                 }
             },
             Ok(Fetch::Miss(t)) => Some(t),
+            Ok(Fetch::Stale(bytes)) => match C::decode::<T>(bytes.payload()) {
+                Ok(v) => return Ok(Some(Fetched::Stale(Arc::new(v)))),
+                // Undecodable: a plain miss.
+                Err(_) => match self.inner.store.fetch(plan, false) {
+                    Ok(Fetch::Miss(t)) => Some(t),
+                    Ok(_) => None,
+                    Err(e) => {
+                        self.store_failed("fetch", e)?;
+                        None
+                    }
+                },
+            },
             Err(e) => {
                 self.store_failed("fetch", e)?;
                 None
@@ -1034,7 +1184,7 @@ impl<C: Codec> Cache<C> {
             }
             match store.fetch(plan, true) {
                 Ok(Fetch::Hit(hit, token)) => return Ok(Locked::Filled(hit, token)),
-                Ok(Fetch::Miss(_)) => {}
+                Ok(Fetch::Miss(_) | Fetch::Stale(_)) => {}
                 Err(e) => {
                     self.store_failed("fetch", e)?;
                     return Ok(Locked::GaveUp);
@@ -1167,7 +1317,13 @@ impl<C: Codec> Cache<C> {
 
     /// The invalidation of rows of `table`, ready to send or queue.
     pub(crate) fn rows_backlog(&self, table: &str, rows: &[Row]) -> Backlog {
-        let tk = self.inner.keys.table(table, &self.write_db);
+        let mut tk = self.inner.keys.table(table, &self.write_db);
+        tk.stale_ms = self
+            .inner
+            .profiles
+            .get(table)
+            .and_then(|p| p.stale_grace)
+            .map_or(0, crate::store::millis);
         let encoded: Vec<EncodedRow> = rows.iter().map(|r| self.encode_row(table, r)).collect();
         let mut b = Backlog::default();
         b.rows.insert(tk.gen.clone(), (tk, encoded));
@@ -1293,7 +1449,7 @@ impl<C: Codec> Cache<C> {
         let bytes = C::encode(new)?;
         let stored = self.inner.store.fetch(&plan, false).and_then(|f| match f {
             Fetch::Miss(token) => self.inner.store.store(&plan, &token, &bytes),
-            Fetch::Hit(..) => Ok(false),
+            Fetch::Hit(..) | Fetch::Stale(_) => Ok(false),
         });
         match stored {
             Ok(_) => Ok(()),

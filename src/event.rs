@@ -38,6 +38,8 @@ pub enum Outcome {
     Overlay,
     /// Served by another caller's loader (single flight or cross-process lock).
     Joined,
+    /// The previous value, within the profile's stale grace, while another caller reloads.
+    Stale,
     /// Not cached (or dead); the loader ran and the result was stored.
     Miss,
     /// Not cached by configuration (disabled, `nocache`, profile); the loader ran.

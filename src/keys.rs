@@ -66,6 +66,8 @@ pub(crate) struct TableKeys {
     pub schemes: String,
     pub gen: String,
     pub conj_prefix: String,
+    /// Milliseconds to remember deleted stamps for stale-while-revalidate (0: not at all).
+    pub stale_ms: u64,
 }
 
 impl TableKeys {
@@ -88,6 +90,11 @@ fn conj_into(conj: &Conj, out: &mut String) {
         out.push('=');
         v.encode_into(out);
     }
+}
+
+/// The key remembering a deleted stamp's last value (stale-while-revalidate).
+pub(crate) fn dead_key(stamp: &str) -> String {
+    format!("{stamp}:dead")
 }
 
 /// The scheme of a conjunction: its escaped field names joined by `&`, in conj order.
@@ -133,6 +140,7 @@ impl KeySpace {
             schemes: key("m:", ""),
             gen: key("s:", ":g"),
             conj_prefix: key("s:", ":c:"),
+            stale_ms: 0,
         }
     }
 

@@ -52,7 +52,7 @@ mod store;
 mod sync;
 mod value;
 
-pub use cache::{Builder, Cache, Stats};
+pub use cache::{Answer, Builder, Cache, Stats};
 pub use cached_as::CachedAs;
 pub use codec::{Bitcode, Codec, DefaultCodec};
 pub use cond::{Cond, FieldRef};

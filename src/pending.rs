@@ -147,6 +147,7 @@ mod tests {
             schemes: format!("{t}:s"),
             gen: format!("{t}:g"),
             conj_prefix: format!("{t}:c:"),
+            stale_ms: 0,
         }
     }
 

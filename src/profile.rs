@@ -84,6 +84,9 @@ pub struct Profile {
     pub local: Option<LocalMode>,
     /// Fields left out of row images and widened in conditions (large or volatile columns).
     pub skip_fields: Vec<String>,
+    /// Stale-while-revalidate: for this long after an invalidation, callers get the previous
+    /// value at once (marked stale) while one caller reloads. `None` (default): never stale.
+    pub stale_grace: Option<Duration>,
 }
 
 impl Default for Profile {
@@ -97,6 +100,7 @@ impl Default for Profile {
             local_get: false,
             local: None,
             skip_fields: Vec::new(),
+            stale_grace: None,
         }
     }
 }
@@ -139,6 +143,12 @@ impl Profile {
     /// The local tier's mode for this table.
     pub fn local(mut self, mode: LocalMode) -> Profile {
         self.local = Some(mode);
+        self
+    }
+    /// Serves the previous value for `grace` after an invalidation while one caller (across
+    /// processes) reloads; see [`Cache::get_or_load_answer`](crate::Cache::get_or_load_answer).
+    pub fn stale_while_revalidate(mut self, grace: Duration) -> Profile {
+        self.stale_grace = Some(grace);
         self
     }
     /// Leaves these fields out of row images and conditions.

@@ -56,6 +56,7 @@ suite!(
     values_of_equal_integers_share_keys,
     skipped_fields_widen_and_are_left_out,
     concurrent_readers_never_see_a_value_older_than_a_finished_write,
+    stale_while_revalidate_within_the_grace_only,
 );
 
 fn article_get(id: i64) -> Read {
@@ -756,5 +757,48 @@ fn concurrent_readers_never_see_a_value_older_than_a_finished_write(b: Backend) 
     assert!(
         writes > 100 && reads > 1000,
         "too little traffic: {writes} writes, {reads} reads"
+    );
+}
+
+fn stale_while_revalidate_within_the_grace_only(b: Backend) {
+    let cache = b
+        .builder("swr")
+        .profile(
+            "blog.article",
+            Profile::new().stale_while_revalidate(Duration::from_millis(600)),
+        )
+        .build()
+        .unwrap();
+    let first = cache
+        .get_or_load_answer(&category_count(1), || 1u64)
+        .unwrap();
+    assert!(!first.stale);
+    cache.on_insert("blog.article", &Article::new(1)).unwrap();
+    let c = cache.clone();
+    let reloader = std::thread::spawn(move || {
+        c.get_or_load_answer(&category_count(1), || {
+            std::thread::sleep(Duration::from_millis(300));
+            2u64
+        })
+        .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let during = cache
+        .get_or_load_answer(&category_count(1), || -> u64 {
+            panic!("a second loader ran")
+        })
+        .unwrap();
+    assert_eq!((*during.value, during.stale), (1, true));
+    let fresh = reloader.join().unwrap();
+    assert_eq!((*fresh.value, fresh.stale), (2, false));
+    cache.on_insert("blog.article", &Article::new(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let late = cache
+        .get_or_load_answer(&category_count(1), || 3u64)
+        .unwrap();
+    assert_eq!(
+        (*late.value, late.stale),
+        (3, false),
+        "no stale value past the grace"
     );
 }

@@ -131,7 +131,10 @@ fn a_killed_lock_holder_is_taken_over_after_the_lock_time() {
     let mut holder = child("hold", &url, now_ms());
     let deadline = Instant::now() + Duration::from_secs(10);
     while calls(&url) == 0 {
-        assert!(Instant::now() < deadline, "the holder never started loading");
+        assert!(
+            Instant::now() < deadline,
+            "the holder never started loading"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let cache = builder(&url).build().unwrap();
@@ -154,7 +157,11 @@ fn a_killed_lock_holder_is_taken_over_after_the_lock_time() {
     holder.wait().unwrap();
     let results: Vec<Vec<u64>> = hs.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(results.iter().all(|r| *r == vec![2]), "{results:?}");
-    assert_eq!(calls(&url), 2, "one waiter took over, the others got its result");
+    assert_eq!(
+        calls(&url),
+        2,
+        "one waiter took over, the others got its result"
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(500),
         "took over before the lock could have expired ({:?})",
@@ -188,8 +195,14 @@ fn failing_loaders_wake_every_waiter_and_one_retries() {
         })
         .collect();
     let results: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
-    let ok = results.iter().filter(|r| matches!(r, Ok(Ok(v)) if *v == vec![7])).count();
-    let errs = results.iter().filter(|r| matches!(r, Ok(Err(LoadError::Loader(_))))).count();
+    let ok = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Ok(v)) if *v == vec![7]))
+        .count();
+    let errs = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(LoadError::Loader(_)))))
+        .count();
     let panics = results.iter().filter(|r| r.is_err()).count();
     assert_eq!((ok, errs, panics), (6, 1, 1), "{results:?}");
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -198,7 +211,10 @@ fn failing_loaders_wake_every_waiter_and_one_retries() {
 
 fn without_retries_waiters_get_an_error_at_once() {
     let server = RedisServer::start(&[]);
-    let cache = builder(&server.url()).retry_failed_loads(false).build().unwrap();
+    let cache = builder(&server.url())
+        .retry_failed_loads(false)
+        .build()
+        .unwrap();
     let barrier = Arc::new(Barrier::new(4));
     let hs: Vec<_> = (0..4)
         .map(|_| {
@@ -235,7 +251,10 @@ fn a_hit_costs_no_lock() {
     assert_eq!(lines.next().unwrap().unwrap(), "+OK");
     let _: Vec<u64> = cache.get_or_load(&read(), || unreachable!()).unwrap();
     let mut conn = server.conn();
-    let _: String = redis::cmd("ECHO").arg("end-marker").query(&mut conn).unwrap();
+    let _: String = redis::cmd("ECHO")
+        .arg("end-marker")
+        .query(&mut conn)
+        .unwrap();
     let mut seen = Vec::new();
     for line in lines {
         let line = line.unwrap();
@@ -248,12 +267,72 @@ fn a_hit_costs_no_lock() {
     assert!(seen[0].contains("\"MGET\""), "{seen:?}");
 }
 
+fn stale_while_revalidate_serves_the_old_value_during_one_reload() {
+    let server = RedisServer::start(&[]);
+    let url = server.url();
+    let grace = Duration::from_secs(2);
+    let cache = Cache::builder()
+        .redis(&url)
+        .prefix("swr:")
+        .profile("blog.article", Profile::new().stale_while_revalidate(grace))
+        .build()
+        .unwrap();
+    let first = cache.get_or_load_answer(&read(), || vec![1u64]).unwrap();
+    assert_eq!(((*first.value).clone(), first.stale), (vec![1], false));
+    cache
+        .on_insert("blog.article", &common::Article::new(1))
+        .unwrap();
+
+    let (c, u) = (cache.clone(), url.clone());
+    let reloader = std::thread::spawn(move || {
+        c.get_or_load_answer(&read(), || {
+            let _ = slow_load(&u, Duration::from_millis(500));
+            vec![2u64]
+        })
+        .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(100)); // the reload is under way
+    let started = Instant::now();
+    for _ in 0..100 {
+        let a = cache
+            .get_or_load_answer(&read(), || -> Vec<u64> { panic!("a second loader ran") })
+            .unwrap();
+        assert_eq!(((*a.value).clone(), a.stale), (vec![1], true));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "stale reads waited: {:?}",
+        started.elapsed()
+    );
+    let fresh = reloader.join().unwrap();
+    assert_eq!(((*fresh.value).clone(), fresh.stale), (vec![2], false));
+    assert_eq!(calls(&url), 1, "the loader ran once");
+    let after = cache.get_or_load_answer(&read(), || vec![0u64]).unwrap();
+    assert_eq!(((*after.value).clone(), after.stale), (vec![2], false));
+
+    // Past the grace, an invalidated entry is never served.
+    cache
+        .on_insert("blog.article", &common::Article::new(1))
+        .unwrap();
+    std::thread::sleep(grace + Duration::from_millis(200));
+    let late = cache.get_or_load_answer(&read(), || vec![3u64]).unwrap();
+    assert_eq!(((*late.value).clone(), late.stale), (vec![3], false));
+
+    // A profile that did not ask for it never gets a stale value.
+    let plain = Cache::builder().redis(&url).prefix("swr:").build().unwrap();
+    plain
+        .on_insert("blog.article", &common::Article::new(1))
+        .unwrap();
+    let v = plain.get_or_load_answer(&read(), || vec![4u64]).unwrap();
+    assert_eq!(((*v.value).clone(), v.stale), (vec![4], false));
+}
+
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         run_child(&role);
         return;
     }
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
         (
             "sixteen_threads_and_four_processes_load_once",
             sixteen_threads_and_four_processes_load_once,
@@ -271,6 +350,10 @@ fn main() {
             without_retries_waiters_get_an_error_at_once,
         ),
         ("a_hit_costs_no_lock", a_hit_costs_no_lock),
+        (
+            "stale_while_revalidate_serves_the_old_value_during_one_reload",
+            stale_while_revalidate_serves_the_old_value_during_one_reload,
+        ),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let (mut passed, mut failed) = (0, 0);

@@ -13,7 +13,13 @@ mod epochs;
 #[allow(dead_code)]
 mod chain;
 
+#[path = "../../src/flight.rs"]
+#[allow(dead_code)]
+mod flight;
+
 #[cfg(test)]
 mod epochs_models;
+#[cfg(test)]
+mod flight_models;
 #[cfg(test)]
 mod scope_models;

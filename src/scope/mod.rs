@@ -40,7 +40,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cache::{unwrap_arc, Cache};
+use crate::cache::{unwrap_arc, Cache, Served};
 use crate::codec::{Codec, DefaultCodec};
 use crate::error::{Error, LoadError};
 use crate::event::{Outcome, Target};
@@ -230,7 +230,7 @@ impl<C: Codec> Scope<C> {
                 .flatten()
                 .and_then(|f| match f {
                     Fetch::Miss(t) => Some(t),
-                    Fetch::Hit(..) => None,
+                    Fetch::Hit(..) | Fetch::Stale(_) => None,
                 });
             let value = Arc::new(loader().map_err(LoadError::Loader)?);
             cache.read_event(target, Outcome::Miss);
@@ -241,9 +241,9 @@ impl<C: Codec> Scope<C> {
             self.keep(&plan, value.clone(), promotable);
             return Ok(value);
         }
-        let (value, loaded) =
+        let (value, served) =
             cache.load_through_filling(target, Some(plan.clone()), None, read_committed, loader)?;
-        if loaded && !read_committed {
+        if served == Served::Loaded && !read_committed {
             // Not in the shared tiers: keep it for the rest of the transaction.
             self.keep(&plan, value.clone(), None);
         }

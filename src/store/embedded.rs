@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache as Moka;
 use parking_lot::Mutex;
 
-use super::{EncodedRow, Fetch, HitBytes, Plan, Store, Token};
+use super::{was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan, Store, Token};
 use crate::error::Error;
 use crate::keys::{hash_hex, TableKeys};
 
@@ -25,6 +25,8 @@ struct Stored {
 #[derive(Default)]
 struct Stamps {
     values: HashMap<String, (u64, Instant)>,
+    /// Last values of stamps deleted within their stale grace.
+    dead: HashMap<String, (u64, Instant)>,
     schemes: HashMap<String, BTreeSet<String>>,
     writes_since_sweep: usize,
 }
@@ -43,6 +45,7 @@ impl Stamps {
         if self.writes_since_sweep >= 1024 {
             self.writes_since_sweep = 0;
             self.values.retain(|_, (_, exp)| *exp > now);
+            self.dead.retain(|_, (_, exp)| *exp > now);
         }
     }
 }
@@ -122,6 +125,25 @@ impl Store for EmbeddedStore {
                     HitBytes::Shared(e.payload.clone()),
                     Token(e.token.clone()),
                 ));
+            }
+            if plan.stale.is_some() {
+                let current: Vec<Option<u64>> =
+                    plan.stamps.iter().map(|k| stamps.live(k, now)).collect();
+                let dead: Vec<Option<u64>> = plan
+                    .stamps
+                    .iter()
+                    .map(|k| {
+                        stamps
+                            .dead
+                            .get(k)
+                            .filter(|(_, x)| *x > now)
+                            .map(|(v, _)| *v)
+                    })
+                    .collect();
+                let matches = |values: &[u64]| Self::checksum(values) == e.token;
+                if was_valid_before_deaths(matches, &current, &dead) {
+                    return Ok(Fetch::Stale(HitBytes::Shared(e.payload.clone())));
+                }
             }
         }
         let ttl = plan.stamp_ttl();
@@ -213,7 +235,12 @@ impl Store for EmbeddedStore {
                         key.push_str(v);
                     }
                     let gone = if complete { key } else { t.gen.clone() };
-                    stamps.values.remove(&gone);
+                    if let Some((v, _)) = stamps.values.remove(&gone) {
+                        if t.stale_ms > 0 {
+                            let until = Instant::now() + Duration::from_millis(t.stale_ms);
+                            stamps.dead.insert(gone.clone(), (v, until));
+                        }
+                    }
                     deleted.push(gone);
                 }
             }
@@ -232,6 +259,7 @@ impl Store for EmbeddedStore {
     fn invalidate_all(&self, _pattern: &str) -> Result<(), Error> {
         let mut stamps = self.stamps.lock();
         stamps.values.clear();
+        stamps.dead.clear();
         stamps.schemes.clear();
         self.entries.invalidate_all();
         Ok(())

@@ -34,6 +34,8 @@ pub(crate) struct Plan {
     pub deps: Vec<(String, Vec<crate::dnf::Conj>)>,
     /// One loader across processes (the profile's `lock`).
     pub lock: bool,
+    /// Stale-while-revalidate grace (the profile's `stale_grace`).
+    pub stale: Option<Duration>,
 }
 
 impl Plan {
@@ -85,6 +87,9 @@ pub(crate) enum Fetch {
     Hit(HitBytes, Token),
     /// No valid entry; the stamps to store a fresh one under.
     Miss(Token),
+    /// No valid entry, but one that was valid until stamps died within the plan's stale
+    /// grace (only for plans with `stale`).
+    Stale(HitBytes),
 }
 
 /// A row image ready for invalidation: (escaped field, encoded value) pairs.
@@ -123,7 +128,103 @@ pub(crate) trait Store: Send + Sync {
     fn delete(&self, keys: &[String]) -> Result<bool, Error>;
 }
 
+/// Whether an entry stored under `checksum` was valid just before some of its stamps died:
+/// each stamp is its current value or, if it was deleted within the grace, its last value
+/// (`dead`); at least one must be a dead value. Bounded: stamps with two candidates past 8
+/// make it give up (no stale answer, which is always safe).
+pub(crate) fn was_valid_before_deaths<V: PartialEq + Copy>(
+    checksum: impl Fn(&[V]) -> bool,
+    current: &[Option<V>],
+    dead: &[Option<V>],
+) -> bool {
+    let mut fixed: Vec<V> = Vec::with_capacity(current.len());
+    let mut choices: Vec<(usize, V)> = Vec::new();
+    for (i, (c, d)) in current.iter().zip(dead).enumerate() {
+        match (c, d) {
+            (Some(c), Some(d)) if c != d => {
+                fixed.push(*c);
+                choices.push((i, *d));
+            }
+            (Some(c), _) => fixed.push(*c),
+            (None, Some(d)) => fixed.push(*d),
+            (None, None) => return false,
+        }
+    }
+    let forced_dead = current
+        .iter()
+        .zip(dead)
+        .any(|(c, d)| c.is_none() && d.is_some());
+    if choices.len() > 8 {
+        return false;
+    }
+    for mask in 0u32..(1 << choices.len()) {
+        if mask == 0 && !forced_dead {
+            continue; // all current: that is a plain (invalid) check, not a stale one
+        }
+        let mut values = fixed.clone();
+        for (bit, (i, d)) in choices.iter().enumerate() {
+            if mask & (1 << bit) != 0 {
+                values[*i] = *d;
+            }
+        }
+        if checksum(&values) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Milliseconds for Redis `PX`, at least 1.
 pub(crate) fn millis(d: Duration) -> u64 {
     (d.as_millis() as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum_is(target: u32) -> impl Fn(&[u32]) -> bool {
+        move |v: &[u32]| v.iter().sum::<u32>() == target
+    }
+
+    #[test]
+    fn stale_only_through_a_dead_value() {
+        // Entry computed under stamps (1, 2): checksum "sum = 3" stands in for SHA-1.
+        let check = sum_is(3);
+        // Stamp 0 died (was 1) and was recreated as 5.
+        assert!(was_valid_before_deaths(
+            &check,
+            &[Some(5), Some(2)],
+            &[Some(1), None]
+        ));
+        // Stamp 0 died and is absent.
+        assert!(was_valid_before_deaths(
+            &check,
+            &[None, Some(2)],
+            &[Some(1), None]
+        ));
+        // It died twice: the marker holds the later value.
+        assert!(!was_valid_before_deaths(
+            &check,
+            &[Some(5), Some(2)],
+            &[Some(4), None]
+        ));
+        // No marker: the death is older than the grace.
+        assert!(!was_valid_before_deaths(
+            &check,
+            &[Some(5), Some(2)],
+            &[None, None]
+        ));
+        assert!(!was_valid_before_deaths(
+            &check,
+            &[None, Some(2)],
+            &[None, None]
+        ));
+        // Still valid as it is: not a stale answer.
+        assert!(!was_valid_before_deaths(
+            &check,
+            &[Some(1), Some(2)],
+            &[None, None]
+        ));
+    }
 }

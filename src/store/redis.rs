@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use redis::{Client, Connection, Script, Value as RValue};
 
-use super::{millis, EncodedRow, Fetch, HitBytes, Plan, Store, Token};
+use super::{millis, was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan, Store, Token};
 use crate::error::Error;
-use crate::keys::TableKeys;
+use crate::keys::{dead_key, TableKeys};
 
 const CHECKSUM_LEN: usize = 40;
 
@@ -60,16 +60,18 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
-/// KEYS: scheme set, generation.  ARGV: conj prefix, n_rows, per row: n_fields, (field, value)...
+/// KEYS: scheme set, generation.
+/// ARGV: conj prefix, stale_ms, n_rows, per row: n_fields, (field, value)...
 /// Deletes the conjunction stamp each row builds for each scheme. A row missing a field a
 /// scheme needs cannot name its conjunction: the whole table is invalidated instead.
-/// Returns the deleted keys.
+/// With stale_ms > 0, each deleted stamp's last value is kept that long under `<key>:dead`
+/// (stale-while-revalidate). Returns the deleted keys.
 const INVALIDATE: &str = r"
 local schemes = redis.call('SMEMBERS', KEYS[1])
 local del = {}
 local whole = false
-local a = 3
-for r = 1, tonumber(ARGV[2]) do
+local a = 4
+for r = 1, tonumber(ARGV[3]) do
   local nf = tonumber(ARGV[a])
   local row = {}
   for f = 1, nf do row[ARGV[a + 2 * f - 1]] = ARGV[a + 2 * f] end
@@ -86,6 +88,13 @@ for r = 1, tonumber(ARGV[2]) do
   end
 end
 if whole then del[#del + 1] = KEYS[2] end
+local stale = tonumber(ARGV[2])
+if stale > 0 then
+  for _, k in ipairs(del) do
+    local v = redis.call('GET', k)
+    if v then redis.call('SET', k .. ':dead', v, 'PX', stale) end
+  end
+end
 for i = 1, #del, 1000 do
   redis.call('UNLINK', unpack(del, i, math.min(i + 999, #del)))
 end
@@ -302,6 +311,45 @@ fn parse_hit(v: RValue) -> Result<Option<(HitBytes, Token)>, Error> {
     }
 }
 
+/// Checks the reply of `MGET entry stamps... dead...`: a valid hit, a stale one (valid
+/// until stamps died within the grace), or nothing.
+fn parse_hit_or_stale(v: RValue, n: usize) -> Result<Option<Fetch>, Error> {
+    let RValue::Array(mut items) = v else {
+        return Err(protocol("mget", &v));
+    };
+    if items.len() != 1 + 2 * n {
+        return Err(protocol("mget", &RValue::Array(items)));
+    }
+    let dead = items.split_off(1 + n);
+    let hit_part = RValue::Array(items.clone());
+    if let Some((hit, token)) = parse_hit(hit_part)? {
+        return Ok(Some(Fetch::Hit(hit, token)));
+    }
+    let bytes = |v: &RValue| match v {
+        RValue::BulkString(b) => Some(b.clone()),
+        _ => None,
+    };
+    let Some(entry) = items.first().and_then(bytes) else {
+        return Ok(None);
+    };
+    if entry.len() < CHECKSUM_LEN {
+        return Ok(None);
+    }
+    let current: Vec<Option<Vec<u8>>> = items[1..].iter().map(bytes).collect();
+    let dead: Vec<Option<Vec<u8>>> = dead.iter().map(bytes).collect();
+    let current: Vec<Option<&[u8]>> = current.iter().map(|v| v.as_deref()).collect();
+    let dead: Vec<Option<&[u8]>> = dead.iter().map(|v| v.as_deref()).collect();
+    let stored = &entry[..CHECKSUM_LEN];
+    let matches = |values: &[&[u8]]| checksum(values.iter().copied()) == *stored;
+    if was_valid_before_deaths(matches, &current, &dead) {
+        return Ok(Some(Fetch::Stale(HitBytes::Owned {
+            buf: entry,
+            start: CHECKSUM_LEN,
+        })));
+    }
+    Ok(None)
+}
+
 /// Parses the prepare script's reply.
 fn parse_token(v: RValue) -> Result<Token, Error> {
     match v {
@@ -314,7 +362,16 @@ fn parse_token(v: RValue) -> Result<Token, Error> {
 
 impl Store for RedisStore {
     fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error> {
-        if want_hit {
+        if want_hit && plan.stale.is_some() {
+            // With stale-while-revalidate the MGET also reads the stamps' last values.
+            let dead: Vec<String> = plan.stamps.iter().map(|k| dead_key(k)).collect();
+            let mut mget = redis::cmd("MGET");
+            mget.arg(&plan.entry).arg(&plan.stamps).arg(&dead);
+            let reply: RValue = self.with_conn(|c| mget.query(c))?;
+            if let Some(found) = parse_hit_or_stale(reply, plan.stamps.len())? {
+                return Ok(found);
+            }
+        } else if want_hit {
             // A hit is one plain MGET (no script): entry and stamps, checked here.
             let mut mget = redis::cmd("MGET");
             mget.arg(&plan.entry).arg(&plan.stamps);
@@ -386,6 +443,7 @@ impl Store for RedisStore {
                     .arg(&t.schemes)
                     .arg(&t.gen)
                     .arg(&t.conj_prefix)
+                    .arg(t.stale_ms)
                     .arg(chunk.len());
                 for row in chunk {
                     cmd.arg(row.len());
