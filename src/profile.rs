@@ -76,7 +76,7 @@ pub struct Profile {
     pub db_agnostic: bool,
     /// Field whose `get` is filled with the saved row on insert or update.
     pub cache_on_save: Option<String>,
-    /// Cross-process loader lock (dog-pile issue); kept for now.
+    /// One loader across processes on a miss (a Redis lock; see DESIGN.md).
     pub lock: bool,
     /// cacheops' process-local copy: the same as `local = Some(LocalMode::TtlOnly)`.
     pub local_get: bool,
@@ -130,7 +130,7 @@ impl Profile {
         self.cache_on_save = Some(field.into());
         self
     }
-    /// Sets the cross-process lock option.
+    /// One loader across processes on a miss (in one process there is always one).
     pub fn lock(mut self, yes: bool) -> Profile {
         self.lock = yes;
         self

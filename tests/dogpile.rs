@@ -327,12 +327,42 @@ fn stale_while_revalidate_serves_the_old_value_during_one_reload() {
     assert_eq!(((*v.value).clone(), v.stale), (vec![4], false));
 }
 
+fn a_scope_that_wrote_never_waits_on_the_lock() {
+    let server = RedisServer::start(&[]);
+    let url = server.url();
+    let cache = builder(&url).build().unwrap();
+    // Another caller holds the loader lock of the read for a long load.
+    let (c, u) = (cache.clone(), url.clone());
+    let holder = std::thread::spawn(move || {
+        let _: Vec<u64> = c
+            .get_or_load(&read(), || slow_load(&u, Duration::from_millis(700)))
+            .unwrap();
+    });
+    while calls(&url) == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let scope = cache.atomic();
+    scope
+        .on_insert("blog.article", &common::Article::new(1))
+        .unwrap();
+    let started = Instant::now();
+    let v: Vec<u64> = scope.get_or_load(&read(), || vec![42]).unwrap();
+    assert_eq!(v, vec![42], "the scope read its own transaction");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "the scope waited on the lock: {:?}",
+        started.elapsed()
+    );
+    scope.commit().unwrap();
+    holder.join().unwrap();
+}
+
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         run_child(&role);
         return;
     }
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
         (
             "sixteen_threads_and_four_processes_load_once",
             sixteen_threads_and_four_processes_load_once,
@@ -353,6 +383,10 @@ fn main() {
         (
             "stale_while_revalidate_serves_the_old_value_during_one_reload",
             stale_while_revalidate_serves_the_old_value_during_one_reload,
+        ),
+        (
+            "a_scope_that_wrote_never_waits_on_the_lock",
+            a_scope_that_wrote_never_waits_on_the_lock,
         ),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
