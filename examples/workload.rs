@@ -95,7 +95,10 @@ impl Db {
         rows.iter().map(Self::row).collect()
     }
     fn count(&mut self, category: i32) -> i64 {
-        self.client.query_one(&self.count, &[&category]).unwrap().get(0)
+        self.client
+            .query_one(&self.count, &[&category])
+            .unwrap()
+            .get(0)
     }
     fn update(&mut self, id: i32, title: &str) {
         self.client.execute(&self.update, &[&id, &title]).unwrap();
@@ -145,15 +148,24 @@ fn main() {
     let mut db = Db::connect(&dsn);
     let mut out: Vec<(String, f64)> = Vec::new();
 
-    out.push(("get_nocache_us".into(), per_call(rounds, 5000, |i| {
-        std::hint::black_box(db.get(1 + (i % 1000) as i32));
-    })));
-    out.push(("fetch_nocache_us".into(), per_call(rounds, 500, |i| {
-        std::hint::black_box(db.fetch((i % 100) as i32));
-    })));
-    out.push(("count_nocache_us".into(), per_call(rounds, 5000, |i| {
-        std::hint::black_box(db.count((i % 100) as i32));
-    })));
+    out.push((
+        "get_nocache_us".into(),
+        per_call(rounds, 5000, |i| {
+            std::hint::black_box(db.get(1 + (i % 1000) as i32));
+        }),
+    ));
+    out.push((
+        "fetch_nocache_us".into(),
+        per_call(rounds, 500, |i| {
+            std::hint::black_box(db.fetch((i % 100) as i32));
+        }),
+    ));
+    out.push((
+        "count_nocache_us".into(),
+        per_call(rounds, 5000, |i| {
+            std::hint::black_box(db.count((i % 100) as i32));
+        }),
+    ));
 
     for (mode, local) in [
         ("", None),
@@ -179,62 +191,88 @@ fn main() {
                 let _ = cache.get_or_load_arc(&get_read(id), || db.get(id)).unwrap();
             }
             for c in 0..100 {
-                let _ = cache.get_or_load_arc(&fetch_read(c), || db.fetch(c)).unwrap();
-                let _ = cache.get_or_load_arc(&count_read(c), || db.count(c)).unwrap();
+                let _ = cache
+                    .get_or_load_arc(&fetch_read(c), || db.fetch(c))
+                    .unwrap();
+                let _ = cache
+                    .get_or_load_arc(&count_read(c), || db.count(c))
+                    .unwrap();
             }
         };
         warm(&cache, &mut db);
         warm(&cache, &mut db); // tracked: a new stamp's first fill may be refused once
         let key = |k: &str| format!("{mode}{k}");
-        out.push((key("get_hit_us"), per_call(rounds, 5000, |i| {
-            let id = 1 + (i % 1000) as i32;
-            std::hint::black_box(
-                cache.get_or_load_arc(&get_read(id), || -> Article { unreachable!() }).unwrap(),
-            );
-        })));
-        out.push((key("fetch_hit_us"), per_call(rounds, 500, |i| {
-            let c = (i % 100) as i32;
-            std::hint::black_box(
-                cache
-                    .get_or_load_arc(&fetch_read(c), || -> Vec<Article> { unreachable!() })
-                    .unwrap(),
-            );
-        })));
-        out.push((key("count_hit_us"), per_call(rounds, 5000, |i| {
-            let c = (i % 100) as i32;
-            std::hint::black_box(
-                cache.get_or_load_arc(&count_read(c), || -> i64 { unreachable!() }).unwrap(),
-            );
-        })));
+        out.push((
+            key("get_hit_us"),
+            per_call(rounds, 5000, |i| {
+                let id = 1 + (i % 1000) as i32;
+                std::hint::black_box(
+                    cache
+                        .get_or_load_arc(&get_read(id), || -> Article { unreachable!() })
+                        .unwrap(),
+                );
+            }),
+        ));
+        out.push((
+            key("fetch_hit_us"),
+            per_call(rounds, 500, |i| {
+                let c = (i % 100) as i32;
+                std::hint::black_box(
+                    cache
+                        .get_or_load_arc(&fetch_read(c), || -> Vec<Article> { unreachable!() })
+                        .unwrap(),
+                );
+            }),
+        ));
+        out.push((
+            key("count_hit_us"),
+            per_call(rounds, 5000, |i| {
+                let c = (i % 100) as i32;
+                std::hint::black_box(
+                    cache
+                        .get_or_load_arc(&count_read(c), || -> i64 { unreachable!() })
+                        .unwrap(),
+                );
+            }),
+        ));
         // Misses: gets of pks not read since the cache was emptied.
         cache.invalidate_all().unwrap();
         let mut k = 1000usize;
-        out.push((key("get_miss_us"), per_call(rounds, 1000, |_| {
-            k += 1;
-            let id = 1 + (k % 10_000) as i32;
-            std::hint::black_box(cache.get_or_load_arc(&get_read(id), || db.get(id)).unwrap());
-        })));
+        out.push((
+            key("get_miss_us"),
+            per_call(rounds, 1000, |_| {
+                k += 1;
+                let id = 1 + (k % 10_000) as i32;
+                std::hint::black_box(cache.get_or_load_arc(&get_read(id), || db.get(id)).unwrap());
+            }),
+        ));
         // Saves while 1,000 gets and 100 lists are cached: UPDATE, then the invalidation.
         warm(&cache, &mut db);
         let mut objs: Vec<Article> = (1..=500).map(|id| db.get(id)).collect();
         let mut n = 0u64;
-        out.push((key("save_inval_us"), per_call(rounds, 500, |i| {
-            n += 1;
-            let old = objs[i % 500].clone();
-            let new = Article {
-                title: format!("t{n}"),
-                ..old.clone()
-            };
-            db.update(new.id, &new.title);
-            cache.on_update(TABLE, &old, &new).unwrap();
-            objs[i % 500] = new;
-        })));
-        out.push((key("save_noinval_us"), per_call(rounds, 500, |i| {
-            n += 1;
-            let o = &mut objs[i % 500];
-            o.title = format!("t{n}");
-            db.update(o.id, &o.title);
-        })));
+        out.push((
+            key("save_inval_us"),
+            per_call(rounds, 500, |i| {
+                n += 1;
+                let old = objs[i % 500].clone();
+                let new = Article {
+                    title: format!("t{n}"),
+                    ..old.clone()
+                };
+                db.update(new.id, &new.title);
+                cache.on_update(TABLE, &old, &new).unwrap();
+                objs[i % 500] = new;
+            }),
+        ));
+        out.push((
+            key("save_noinval_us"),
+            per_call(rounds, 500, |i| {
+                n += 1;
+                let o = &mut objs[i % 500];
+                o.title = format!("t{n}");
+                db.update(o.id, &o.title);
+            }),
+        ));
     }
 
     // The physical limits: a bare GET and a bare moka get of the same bytes and value.
@@ -249,23 +287,26 @@ fn main() {
         .arg(&bytes)
         .query(&mut conn)
         .unwrap();
-    out.push(("bare_redis_get_us".into(), per_call(rounds, 5000, |_| {
-        let v: Vec<u8> = redis::cmd("GET").arg("wl:bare").query(&mut conn).unwrap();
-        std::hint::black_box(v);
-    })));
+    out.push((
+        "bare_redis_get_us".into(),
+        per_call(rounds, 5000, |_| {
+            let v: Vec<u8> = redis::cmd("GET").arg("wl:bare").query(&mut conn).unwrap();
+            std::hint::black_box(v);
+        }),
+    ));
     let moka: moka::sync::Cache<String, Arc<Article>> = moka::sync::Cache::new(100);
     moka.insert("bare".into(), Arc::new(article));
-    out.push(("bare_moka_get_us".into(), per_call(rounds, 5000, |_| {
-        std::hint::black_box(moka.get("bare").unwrap());
-    })));
+    out.push((
+        "bare_moka_get_us".into(),
+        per_call(rounds, 5000, |_| {
+            std::hint::black_box(moka.get("bare").unwrap());
+        }),
+    ));
     db.client
         .batch_execute(&format!("DROP TABLE {TABLE}"))
         .unwrap();
 
-    let fields: Vec<String> = out
-        .iter()
-        .map(|(k, v)| format!("\"{k}\": {v}"))
-        .collect();
+    let fields: Vec<String> = out.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
     println!(
         "{{\"impl\": \"stampcache\", \"db\": \"postgres\", {}}}",
         fields.join(", ")

@@ -652,11 +652,8 @@ impl<C: Codec> Cache<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
-        self.try_get_or_load_arc(read, || Ok::<T, std::convert::Infallible>(loader()))
-            .map_err(|e| match e {
-                LoadError::Cache(e) => e,
-                LoadError::Loader(never) => match never {},
-            })
+        self.try_get_or_load_arc(read, crate::error::infallible(loader))
+            .map_err(LoadError::into_cache_error)
     }
 
     /// Like [`get_or_load_arc`](Cache::get_or_load_arc), saying whether the value is stale:
@@ -668,11 +665,8 @@ impl<C: Codec> Cache<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
-        self.try_get_or_load_answer(read, || Ok::<T, std::convert::Infallible>(loader()))
-            .map_err(|e| match e {
-                LoadError::Cache(e) => e,
-                LoadError::Loader(never) => match never {},
-            })
+        self.try_get_or_load_answer(read, crate::error::infallible(loader))
+            .map_err(LoadError::into_cache_error)
     }
 
     /// [`get_or_load_answer`](Cache::get_or_load_answer) with a loader that can fail.
@@ -1351,10 +1345,7 @@ impl<C: Codec> Cache<C> {
         old: &R,
         new: &R,
     ) -> Result<(), Error> {
-        self.invalidate_rows(
-            table,
-            [Row::from_serialize(old)?, Row::from_serialize(new)?],
-        )?;
+        self.invalidate_rows(table, Row::images_of_update(old, new)?)?;
         self.cache_on_save(table, new)
     }
 
@@ -1369,12 +1360,7 @@ impl<C: Codec> Cache<C> {
         table: &str,
         changes: impl IntoIterator<Item = (&'r R, &'r R)>,
     ) -> Result<(), Error> {
-        let mut rows = Vec::new();
-        for (old, new) in changes {
-            rows.push(Row::from_serialize(old)?);
-            rows.push(Row::from_serialize(new)?);
-        }
-        self.invalidate_rows(table, rows)
+        self.invalidate_rows(table, Row::images_of_changes(changes)?)
     }
 
     /// Invalidates every cached read of a table.

@@ -77,11 +77,8 @@ impl<'c, C: Codec> CachedAs<'c, C> {
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
-        self.try_get_or_load(|| Ok::<T, std::convert::Infallible>(f()))
-            .map_err(|e| match e {
-                LoadError::Cache(e) => e,
-                LoadError::Loader(never) => match never {},
-            })
+        self.try_get_or_load(crate::error::infallible(f))
+            .map_err(LoadError::into_cache_error)
     }
 
     /// Like [`get_or_load`](CachedAs::get_or_load) with a function that can fail.

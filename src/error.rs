@@ -80,5 +80,22 @@ impl<E> From<Error> for LoadError<E> {
     }
 }
 
+impl LoadError<std::convert::Infallible> {
+    /// The cache's error of a read whose loader cannot fail.
+    pub(crate) fn into_cache_error(self) -> Error {
+        match self {
+            LoadError::Cache(e) => e,
+            LoadError::Loader(never) => match never {},
+        }
+    }
+}
+
+/// Wraps a loader that cannot fail for the `try_` APIs.
+pub(crate) fn infallible<T>(
+    f: impl FnOnce() -> T,
+) -> impl FnOnce() -> Result<T, std::convert::Infallible> {
+    move || Ok(f())
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -29,6 +29,25 @@ impl Row {
         value.serialize(RowSerializer).map_err(|e| Error::Row(e.0))
     }
 
+    /// The old and new images of an updated row.
+    pub(crate) fn images_of_update<R: Serialize + ?Sized>(
+        old: &R,
+        new: &R,
+    ) -> Result<[Row; 2], Error> {
+        Ok([Row::from_serialize(old)?, Row::from_serialize(new)?])
+    }
+
+    /// The old and new images of many updated rows.
+    pub(crate) fn images_of_changes<'r, R: Serialize + 'r>(
+        changes: impl IntoIterator<Item = (&'r R, &'r R)>,
+    ) -> Result<Vec<Row>, Error> {
+        let mut rows = Vec::new();
+        for (old, new) in changes {
+            rows.extend(Row::images_of_update(old, new)?);
+        }
+        Ok(rows)
+    }
+
     /// Sets one field (builder style).
     pub fn with(mut self, field: impl Into<String>, value: impl Into<Value>) -> Row {
         self.0.insert(field.into(), value.into());

@@ -175,11 +175,8 @@ impl<C: Codec> Scope<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
-        self.try_get_or_load_arc(read, || Ok::<T, std::convert::Infallible>(loader()))
-            .map_err(|e| match e {
-                LoadError::Cache(e) => e,
-                LoadError::Loader(never) => match never {},
-            })
+        self.try_get_or_load_arc(read, crate::error::infallible(loader))
+            .map_err(LoadError::into_cache_error)
     }
 
     /// [`Cache::try_get_or_load`] inside the transaction.
@@ -301,10 +298,7 @@ impl<C: Codec> Scope<C> {
         old: &R,
         new: &R,
     ) -> Result<(), Error> {
-        self.invalidate_rows(
-            table,
-            [Row::from_serialize(old)?, Row::from_serialize(new)?],
-        )
+        self.invalidate_rows(table, Row::images_of_update(old, new)?)
     }
 
     /// A row was deleted.
@@ -318,12 +312,7 @@ impl<C: Codec> Scope<C> {
         table: &str,
         changes: impl IntoIterator<Item = (&'r R, &'r R)>,
     ) -> Result<(), Error> {
-        let mut rows = Vec::new();
-        for (old, new) in changes {
-            rows.push(Row::from_serialize(old)?);
-            rows.push(Row::from_serialize(new)?);
-        }
-        self.invalidate_rows(table, rows)
+        self.invalidate_rows(table, Row::images_of_changes(changes)?)
     }
 
     /// Every read of a table, deferred to the outermost commit.
