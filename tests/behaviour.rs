@@ -774,21 +774,26 @@ fn stale_while_revalidate_within_the_grace_only(b: Backend) {
         .unwrap();
     assert!(!first.stale);
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
+    // The reloader's loader runs until this thread has read: no timing involved.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let c = cache.clone();
     let reloader = std::thread::spawn(move || {
         c.get_or_load_answer(&category_count(1), || {
-            std::thread::sleep(Duration::from_millis(300));
+            started_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
             2u64
         })
         .unwrap()
     });
-    std::thread::sleep(Duration::from_millis(100));
+    started_rx.recv().unwrap();
     let during = cache
         .get_or_load_answer(&category_count(1), || -> u64 {
             panic!("a second loader ran")
         })
         .unwrap();
     assert_eq!((*during.value, during.stale), (1, true));
+    done_tx.send(()).unwrap();
     let fresh = reloader.join().unwrap();
     assert_eq!((*fresh.value, fresh.stale), (2, false));
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
