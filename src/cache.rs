@@ -237,9 +237,10 @@ impl<C: Codec> Builder<C> {
         self.max_in = n;
         self
     }
-    /// Conditions with more conjunctions than this invalidate on any write (default 64).
+    /// Conditions with more conjunctions than this invalidate on any write (default 64,
+    /// at most 1,000).
     pub fn max_conjunctions(mut self, n: usize) -> Self {
-        self.max_conjs = n.max(1);
+        self.max_conjs = n.clamp(1, 1000);
         self
     }
     /// How many queued row images (and simple keys) to keep before widening (default 10,000).
@@ -340,6 +341,17 @@ impl<C: Codec> Builder<C> {
         }
         if self.redis.io_timeout.is_zero() || self.redis.connect_timeout.is_zero() {
             return Err(Error::Config("timeouts must be above zero".into()));
+        }
+        // Durations far past any use would overflow clocks and Redis' millisecond fields.
+        for d in [
+            &mut self.redis.io_timeout,
+            &mut self.redis.connect_timeout,
+            &mut self.redis.retry_after,
+            &mut self.heartbeat,
+            &mut self.flight_timeout,
+            &mut self.lock_ttl,
+        ] {
+            *d = (*d).min(MAX_TTL);
         }
         let store: Box<dyn Store> = match &self.backend {
             Backend::Embedded { capacity } => Box::new(EmbeddedStore::new(*capacity)),
@@ -484,6 +496,9 @@ impl Deps {
 pub(crate) fn unwrap_arc<T: Clone>(v: Arc<T>) -> T {
     Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())
 }
+
+/// Longest lifetime an entry gets (a larger profile timeout is clamped to it).
+const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// A value and whether it is stale (from [`Cache::get_or_load_answer`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -729,8 +744,8 @@ impl<C: Codec> Cache<C> {
             }
         }
         let plan = self.plan_read_keyed(read, profile, key);
-        let local_key = key.unwrap_or_else(|| xxhash_rust::xxh3::xxh3_128(plan.entry.as_bytes()));
-        self.load_through(target, Some(plan), Some(local_key), loader)
+        // Without a plan key (computed prefix), `load_through` looks the entry key up.
+        self.load_through(target, Some(plan), key, loader)
     }
 
     /// Caches a function result that depends on reads and tables (see [`CachedAs`](crate::CachedAs)).
@@ -775,7 +790,7 @@ impl<C: Codec> Cache<C> {
             let mut deps = Deps::default();
             self.add_read(read, profile, &mut deps);
             let local = self.local_mode(profile);
-            let mut plan = deps.into_plan(&self.inner.keys, profile.timeout, local);
+            let mut plan = deps.into_plan(&self.inner.keys, profile.timeout.min(MAX_TTL), local);
             plan.lock = profile.lock;
             plan.stale = profile.stale_grace;
             Arc::new(plan)
@@ -954,6 +969,13 @@ impl<C: Codec> Cache<C> {
                     return Ok((v, Served::Cached));
                 }
                 Fetched::Miss(token) => token,
+                Fetched::Stale(_) if !fill => {
+                    // A snapshot transaction may not fill the shared tiers, so it may not
+                    // be the one that reloads: it reads for itself.
+                    let (value, _) = load()?;
+                    self.read_event(target, Outcome::Miss);
+                    return Ok((value, Served::Loaded));
+                }
                 Fetched::Stale(stale) => {
                     // One caller (in this process, and across processes by the lock)
                     // reloads; everyone else gets the previous value at once.
@@ -1157,10 +1179,17 @@ impl<C: Codec> Cache<C> {
             )
             .as_bytes(),
         );
-        let deadline = std::time::Instant::now() + ttl * 2;
+        let deadline = crate::store::later(std::time::Instant::now(), ttl.saturating_mul(2));
         loop {
             match store.try_lock(plan, &owner, ttl) {
-                Ok(true) => return Ok(Locked::Owner(owner)),
+                Ok(true) => {
+                    // A holder may have filled it and unlocked just before: look once.
+                    if let Ok(Fetch::Hit(hit, token)) = store.fetch(plan, true) {
+                        let _ = store.unlock(plan, &owner, ttl);
+                        return Ok(Locked::Filled(hit, token));
+                    }
+                    return Ok(Locked::Owner(owner));
+                }
                 Ok(false) => {}
                 Err(e) => {
                     self.store_failed("lock", e)?;
@@ -1469,7 +1498,10 @@ impl<C: Codec> Cache<C> {
         let store = &self.inner.store;
         let local = self.inner.local.as_ref();
         if b.all {
-            store.invalidate_all(&self.inner.keys.scan_pattern())?;
+            store.invalidate_all(
+                &self.inner.keys.scan_pattern(),
+                &self.inner.keys.meta_marker(),
+            )?;
             if let Some(l) = local {
                 l.flush();
             }

@@ -116,6 +116,7 @@ impl<'c, C: Codec> CachedAs<'c, C> {
         Cache::<C>::describe(&mut deps, &args);
         Cache::<C>::describe(&mut deps, self.extra.as_bytes());
         let ttl = timeout.unwrap_or_else(|| profiles.get_or_default("").timeout);
+        let ttl = ttl.min(Duration::from_secs(10 * 365 * 24 * 3600));
         let plan = deps.into_plan(&cache.inner.keys, ttl, cache.default_local());
         cache
             .load_through(target, Some(std::sync::Arc::new(plan)), None, f)

@@ -181,6 +181,12 @@ impl KeySpace {
         )
     }
 
+    /// What marks scheme-set keys (`…sc<v>:m:{`): `invalidate_all` keeps them, since a
+    /// scheme set lost while a read registers a scheme would lose later invalidations.
+    pub fn meta_marker(&self) -> String {
+        format!("sc{}:m:{{", self.version)
+    }
+
     /// A `SCAN MATCH` pattern covering every key this cache writes.
     pub fn scan_pattern(&self) -> String {
         let tail = format!("sc{}:*", self.version);

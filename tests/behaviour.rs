@@ -57,6 +57,8 @@ suite!(
     skipped_fields_widen_and_are_left_out,
     concurrent_readers_never_see_a_value_older_than_a_finished_write,
     stale_while_revalidate_within_the_grace_only,
+    a_snapshot_transaction_never_refills_a_stale_entry,
+    absurd_timeouts_are_clamped_not_panics,
 );
 
 fn article_get(id: i64) -> Read {
@@ -806,4 +808,44 @@ fn stale_while_revalidate_within_the_grace_only(b: Backend) {
         (3, false),
         "no stale value past the grace"
     );
+}
+
+fn a_snapshot_transaction_never_refills_a_stale_entry(b: Backend) {
+    let cache = b
+        .builder("rr_stale")
+        .profile(
+            "blog.article",
+            Profile::new().stale_while_revalidate(Duration::from_secs(5)),
+        )
+        .build()
+        .unwrap();
+    let _: u64 = cache.get_or_load(&category_count(1), || 1).unwrap();
+    cache.on_insert("blog.article", &Article::new(1)).unwrap();
+    // A REPEATABLE READ transaction whose snapshot predates the insert reads the old count.
+    let scope = cache.atomic_with(stampcache::Isolation::RepeatableRead);
+    let seen: u64 = scope.get_or_load(&category_count(1), || 1).unwrap();
+    assert_eq!(seen, 1);
+    scope.commit().unwrap();
+    let loads = Loads::default();
+    let now = cache
+        .get_or_load_answer(&category_count(1), loads.of(2u64))
+        .unwrap();
+    assert!(
+        *now.value == 2 || now.stale,
+        "the snapshot's old count was stored as fresh"
+    );
+}
+
+fn absurd_timeouts_are_clamped_not_panics(b: Backend) {
+    let cache = b
+        .builder("huge_ttl")
+        .profile("blog.article", Profile::new().timeout(Duration::MAX))
+        .lock_timeout(Duration::MAX)
+        .flight_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let loads = Loads::default();
+    let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
+    let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
+    assert_eq!(loads.count(), 1);
 }

@@ -60,6 +60,30 @@ fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
         .unwrap();
     assert_eq!(schemes, vec!["category"]);
     assert_eq!(pttl(&mut conn, "p:sc1:m:{blog.article}"), -1);
+    // invalidate_all keeps scheme sets: a read registering a scheme while it scans must
+    // not lose it, or later writes would not reach that read.
+    cache.invalidate_all().unwrap();
+    let schemes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("p:sc1:m:{blog.article}")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(schemes, vec!["category"]);
+    assert!(keys(&mut conn, "p:sc1:s:*").is_empty() && keys(&mut conn, "p:sc1:e:*").is_empty());
+}
+
+#[test]
+fn a_computed_prefix_still_serves_local_hits() {
+    let server = RedisServer::start(&[]);
+    let cache = Cache::builder()
+        .redis(server.url())
+        .prefix_fn(|s| format!("{}:", s.dbs.join(",")))
+        .local(stampcache::LocalMode::TtlOnly)
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let _: u64 = cache.get_or_load(&count(1), || 1).unwrap();
+    }
+    assert_eq!(cache.stats().local.hits, 4);
 }
 
 #[test]

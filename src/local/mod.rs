@@ -265,7 +265,7 @@ impl LocalTier {
             token,
             snapshot,
             confirmed: AtomicU64::new(self.now_nanos()),
-            expires: Instant::now() + plan.ttl,
+            expires: crate::store::later(Instant::now(), plan.ttl),
             plan,
             weight: weight.min(u32::MAX as usize) as u32,
         };

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache as Moka;
 use parking_lot::Mutex;
 
-use super::{was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan, Store, Token};
+use super::{later, was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan, Store, Token};
 use crate::error::Error;
 use crate::keys::{hash_hex, TableKeys};
 
@@ -156,7 +156,7 @@ impl Store for EmbeddedStore {
                 }
                 _ => {
                     let v = self.counter.fetch_add(1, Ordering::Relaxed);
-                    stamps.values.insert(k.clone(), (v, now + ttl));
+                    stamps.values.insert(k.clone(), (v, later(now, ttl)));
                     stamps.sweep(now);
                     v
                 }
@@ -185,7 +185,7 @@ impl Store for EmbeddedStore {
             Arc::new(Stored {
                 token: token.0.clone(),
                 payload: Arc::from(payload),
-                expires: now + plan.ttl,
+                expires: later(now, plan.ttl),
             }),
         );
         Ok(true)
@@ -237,7 +237,7 @@ impl Store for EmbeddedStore {
                     let gone = if complete { key } else { t.gen.clone() };
                     if let Some((v, _)) = stamps.values.remove(&gone) {
                         if t.stale_ms > 0 {
-                            let until = Instant::now() + Duration::from_millis(t.stale_ms);
+                            let until = later(Instant::now(), Duration::from_millis(t.stale_ms));
                             stamps.dead.insert(gone.clone(), (v, until));
                         }
                     }
@@ -252,15 +252,17 @@ impl Store for EmbeddedStore {
         let mut stamps = self.stamps.lock();
         for g in gens {
             stamps.values.remove(g);
+            // A whole-table invalidation ends any stale grace of the table's entries.
+            stamps.dead.remove(g);
         }
         Ok(())
     }
 
-    fn invalidate_all(&self, _pattern: &str) -> Result<(), Error> {
+    fn invalidate_all(&self, _pattern: &str, _keep: &str) -> Result<(), Error> {
+        // Scheme sets stay (as in Redis): they name fields, not values.
         let mut stamps = self.stamps.lock();
         stamps.values.clear();
         stamps.dead.clear();
-        stamps.schemes.clear();
         self.entries.invalidate_all();
         Ok(())
     }
@@ -288,7 +290,7 @@ impl Store for EmbeddedStore {
             Arc::new(Stored {
                 token: String::new(),
                 payload: Arc::from(value),
-                expires: Instant::now() + ttl,
+                expires: later(Instant::now(), ttl),
             }),
         );
         Ok(())

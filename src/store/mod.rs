@@ -56,7 +56,9 @@ impl Plan {
 impl Plan {
     /// Stamps outlive every entry that uses them (cacheops' `2 * timeout + 10 s`).
     pub fn stamp_ttl(&self) -> Duration {
-        self.ttl * 2 + Duration::from_secs(10)
+        self.ttl
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(10))
     }
 }
 
@@ -112,8 +114,9 @@ pub(crate) trait Store: Send + Sync {
     ) -> Result<Vec<String>, Error>;
     /// Deletes generation stamps: every entry of those tables dies.
     fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error>;
-    /// Deletes every key matching the pattern (`KeySpace::scan_pattern`).
-    fn invalidate_all(&self, pattern: &str) -> Result<(), Error>;
+    /// Deletes every key matching the pattern (`KeySpace::scan_pattern`) but the scheme
+    /// sets (keys containing `keep`).
+    fn invalidate_all(&self, pattern: &str, keep: &str) -> Result<(), Error>;
     /// Takes the entry's loader lock for `owner` if free (`SET NX PX`).
     fn try_lock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<bool, Error>;
     /// Releases the lock if `owner` still holds it, and wakes the waiters.
@@ -174,9 +177,16 @@ pub(crate) fn was_valid_before_deaths<V: PartialEq + Copy>(
     false
 }
 
-/// Milliseconds for Redis `PX`, at least 1.
+/// Milliseconds for Redis `PX`, at least 1, at most what Redis accepts.
 pub(crate) fn millis(d: Duration) -> u64 {
-    (d.as_millis() as u64).max(1)
+    d.as_millis().clamp(1, (i64::MAX / 2) as u128) as u64
+}
+
+/// `now + d`, or a far but representable instant when that would overflow.
+pub(crate) fn later(now: std::time::Instant, d: Duration) -> std::time::Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

@@ -27,7 +27,11 @@ const CHECKSUM_LEN: usize = 40;
 const PREPARE: &str = r"
 local n = tonumber(ARGV[1])
 local stamps = {}
-if n > 0 then stamps = redis.call('MGET', unpack(KEYS, 1, n)) end
+-- MGET in chunks: Lua's unpack has a limit of a few thousand values.
+for i = 1, n, 1000 do
+  local part = redis.call('MGET', unpack(KEYS, i, math.min(i + 999, n)))
+  for j = 1, #part do stamps[i + j - 1] = part[j] end
+end
 local ttl = tonumber(ARGV[2])
 for i = 1, n do
   local k = KEYS[i]
@@ -53,7 +57,10 @@ return redis.sha1hex(table.concat(stamps, ','))
 /// Stores only if the stamps still match; returns 1 if stored.
 const STORE: &str = r"
 local stamps = {}
-if #KEYS > 1 then stamps = redis.call('MGET', unpack(KEYS, 2, #KEYS)) end
+for i = 2, #KEYS, 1000 do
+  local part = redis.call('MGET', unpack(KEYS, i, math.min(i + 999, #KEYS)))
+  for j = 1, #part do stamps[i + j - 2] = part[j] end
+end
 for i = 1, #KEYS - 1 do if not stamps[i] then return 0 end end
 if string.sub(ARGV[1], 1, 40) ~= redis.sha1hex(table.concat(stamps, ',')) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -102,12 +109,17 @@ return del
 ";
 
 /// Registers a waiter for an entry's loader lock, if the lock is still held.
-/// KEYS: lock, waiters.  ARGV: waiter id, ttl_ms.  Returns 1 if registered (then wait).
+/// KEYS: lock, waiters.  ARGV: waiter id, ttl_ms.
+/// Returns the lock's remaining milliseconds (then wait at most that), or 0 when it is free.
 const WAIT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local left = redis.call('PTTL', KEYS[1])
+if left <= 0 then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return 1
+-- Only ever lengthen: a waiter near its deadline must not expire the others' registrations.
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return left
 ";
 
 /// Releases an entry's loader lock if `owner` holds it, and wakes every registered waiter
@@ -473,12 +485,14 @@ impl Store for RedisStore {
         }
         let mut pipe = redis::pipe();
         for g in gens {
-            pipe.unlink(g).ignore();
+            // The generation's stale marker goes too: a whole-table invalidation ends the
+            // grace of every entry of the table.
+            pipe.unlink(&[g.clone(), dead_key(g)]).ignore();
         }
         self.with_conn(|c| pipe.query::<()>(c))
     }
 
-    fn invalidate_all(&self, pattern: &str) -> Result<(), Error> {
+    fn invalidate_all(&self, pattern: &str, keep: &str) -> Result<(), Error> {
         self.with_conn(|c| {
             let mut cursor: u64 = 0;
             loop {
@@ -489,6 +503,7 @@ impl Store for RedisStore {
                     .arg("COUNT")
                     .arg(1000)
                     .query(c)?;
+                let keys: Vec<&String> = keys.iter().filter(|k| !k.contains(keep)).collect();
                 if !keys.is_empty() {
                     redis::cmd("UNLINK").arg(&keys).query::<()>(c)?;
                 }
@@ -528,16 +543,18 @@ impl Store for RedisStore {
             .key(plan.lock_key())
             .key(plan.waiters_key())
             .arg(&id)
-            .arg(millis(wait * 2));
-        let registered: i64 = self.with_conn(|c| register.invoke(c))?;
-        if registered == 0 {
+            .arg(millis(wait.saturating_mul(2)));
+        let lock_left: i64 = self.with_conn(|c| register.invoke(c))?;
+        if lock_left <= 0 {
             return Ok(()); // Unlocked already: look again now.
         }
+        // Never past the lock's expiry: a dead holder's lock is taken over on time.
+        let wait = wait.min(Duration::from_millis(lock_left as u64 + 5));
         let wake_key = format!("{}{id}", plan.wake_prefix());
         let io = self.opts.io_timeout;
         self.with_conn(|c| {
             // Blocking is the point here: the reply may take up to `wait`.
-            c.set_read_timeout(Some(wait + io))?;
+            c.set_read_timeout(Some(wait.saturating_add(io)))?;
             let woke: Option<(String, String)> = redis::cmd("BLPOP")
                 .arg(&wake_key)
                 .arg(wait.as_secs_f64().max(0.01))
