@@ -387,7 +387,15 @@ impl<C: Codec> Builder<C> {
                         "the tracking heartbeat must be above zero".into(),
                     ));
                 }
-                let client = redis::Client::open(url.as_str())
+                // The push connection is RESP2 whatever the URL asks: it reads invalidations
+                // as pub/sub messages (RESP3 would deliver them as pushes it never sees).
+                let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(redis::ProtocolVersion::RESP2);
+                let client = redis::Client::open(info.set_redis_settings(settings))
                     .map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
                 let opts = TrackingOptions {
                     prefix,

@@ -35,6 +35,8 @@ suite!(
     a_savepoint_released_after_its_root_committed_still_invalidates,
     a_finished_scope_refuses_reads,
     commit_batches_invalidations_into_one_call_per_kind,
+    a_savepoint_of_a_released_savepoint_waits_for_the_root,
+    a_savepoint_open_at_the_root_commit_is_committed_with_it,
 );
 
 fn get(id: i64) -> Read {
@@ -321,4 +323,47 @@ fn commit_batches_invalidations_into_one_call_per_kind(b: Backend) {
     scope.commit().unwrap();
     // One batch: one event per table, all rows of a table in one script call.
     assert_eq!(*invalidations.lock().unwrap(), 2);
+}
+
+fn a_savepoint_of_a_released_savepoint_waits_for_the_root(b: Backend) {
+    let (cache, invalidations) = counted(b, "sp_of_released");
+    let root = cache.atomic();
+    let s1 = root.savepoint().unwrap();
+    let s2 = s1.savepoint().unwrap();
+    s1.release().unwrap();
+    s2.on_insert("blog.article", &Article::new(1)).unwrap();
+    s2.release().unwrap();
+    assert_eq!(
+        *invalidations.lock().unwrap(),
+        0,
+        "applied before the commit"
+    );
+    let v: Vec<i64> = root.get_or_load(&list(1), || vec![1]).unwrap();
+    assert_eq!(v, vec![1]);
+    root.rollback();
+    assert_eq!(
+        *invalidations.lock().unwrap(),
+        0,
+        "a rolled back write was invalidated"
+    );
+    let loads = Loads::default();
+    let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![])).unwrap();
+    assert_eq!(
+        loads.count(),
+        1,
+        "the uncommitted read never reached the shared tier"
+    );
+}
+
+fn a_savepoint_open_at_the_root_commit_is_committed_with_it(b: Backend) {
+    let cache = b.builder("sp_open_commit").build().unwrap();
+    let loads = Loads::default();
+    let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1])).unwrap();
+    let root = cache.atomic();
+    let sp = root.savepoint().unwrap();
+    sp.on_insert("blog.article", &Article::new(1)).unwrap();
+    root.commit().unwrap();
+    drop(sp); // COMMIT included the savepoint's write: its invalidation must run
+    let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1, 101])).unwrap();
+    assert_eq!(loads.count(), 2);
 }

@@ -249,6 +249,44 @@ fn values_are_shared_not_cloned_or_decoded() {
     assert_eq!(other, vec![7]);
 }
 
+fn tracked_works_when_the_url_asks_for_resp3() {
+    let server = RedisServer::start(&[]);
+    let url = format!("{}?protocol=resp3", server.url());
+    let a = Cache::builder()
+        .redis(&url)
+        .prefix("r3:")
+        .local(LocalMode::Tracked)
+        .build()
+        .unwrap();
+    let b = builder(&server, "r3:").build().unwrap();
+    wait_until("the push channel", Duration::from_secs(3), || {
+        a.push_channel_up()
+    });
+    warm_local(&a, &count(1), 1);
+    b.on_insert("blog.article", &Article::new(1)).unwrap();
+    wait_until("the fresh value", Duration::from_millis(100), || {
+        a.get_or_load(&count(1), || 2u64).unwrap() == 2
+    });
+}
+
+fn own_writes_reach_local_copies_after_redis_lost_everything() {
+    let server = RedisServer::start(&[]);
+    for mode in [
+        LocalMode::TtlOnly,
+        LocalMode::Bounded(Duration::from_secs(60)),
+    ] {
+        let a = builder(&server, "lost:").local(mode).build().unwrap();
+        warm_local(&a, &count(1), 1);
+        let _: () = redis::cmd("FLUSHDB").query(&mut server.conn()).unwrap();
+        a.on_insert("blog.article", &Article::new(1)).unwrap();
+        let v: u64 = a.get_or_load(&count(1), || 2).unwrap();
+        assert_eq!(
+            v, 2,
+            "{mode:?}: this process' write did not reach its local copy"
+        );
+    }
+}
+
 /// The child role: one invalidation, as another process would make it.
 fn child_writer(url: String, prefix: String) {
     let cache = Cache::builder().redis(url).prefix(prefix).build().unwrap();
@@ -260,7 +298,7 @@ fn main() {
         child_writer(url, prefix);
         return;
     }
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 10] = [
         (
             "strict_hits_are_confirmed_and_see_other_processes_writes",
             strict_hits_are_confirmed_and_see_other_processes_writes,
@@ -292,6 +330,14 @@ fn main() {
         (
             "values_are_shared_not_cloned_or_decoded",
             values_are_shared_not_cloned_or_decoded,
+        ),
+        (
+            "tracked_works_when_the_url_asks_for_resp3",
+            tracked_works_when_the_url_asks_for_resp3,
+        ),
+        (
+            "own_writes_reach_local_copies_after_redis_lost_everything",
+            own_writes_reach_local_copies_after_redis_lost_everything,
         ),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));

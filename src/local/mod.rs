@@ -87,6 +87,9 @@ impl Striped {
     }
 }
 
+/// Bytes an entry costs besides its value and keys (plan, snapshot, map node), estimated.
+const ENTRY_OVERHEAD: usize = 512;
+
 /// The map of local entries.
 pub(crate) type LocalMap = Moka<u128, Arc<LocalEntry>, xxhash_rust::xxh3::Xxh3Builder>;
 
@@ -211,7 +214,7 @@ impl LocalTier {
                 let since = self
                     .now_nanos()
                     .saturating_sub(entry.confirmed.load(Ordering::Relaxed));
-                since < d.as_nanos() as u64
+                since < d.as_nanos().min(u128::from(u64::MAX)) as u64
             }
             LocalMode::Strict => false,
         };
@@ -266,8 +269,14 @@ impl LocalTier {
             snapshot,
             confirmed: AtomicU64::new(self.now_nanos()),
             expires: crate::store::later(Instant::now(), plan.ttl),
+            // The value is weighed by its encoded size; the rest of an entry (its plan, its
+            // snapshot's copies of the stamp keys, moka's own node) by an estimate.
+            weight: weight
+                .saturating_add(ENTRY_OVERHEAD)
+                .saturating_add(plan.entry.len())
+                .saturating_add(plan.stamps.iter().map(|k| 2 * k.len() + 48).sum::<usize>())
+                .min(u32::MAX as usize) as u32,
             plan,
-            weight: weight.min(u32::MAX as usize) as u32,
         };
         self.entries.insert(key, Arc::new(entry));
     }

@@ -18,7 +18,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 
 /// An invalidation recorded in a layer: which entries it kills.
 pub(crate) trait Kill<E> {
@@ -26,22 +26,35 @@ pub(crate) trait Kill<E> {
     fn kills(&self, entry: &E) -> bool;
 }
 
+/// How a layer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The root committed: what its savepoints still hold is committed too.
+    Committed,
+    /// Merged into its parent: its children now belong to the parent.
+    Released,
+    /// Discarded, with everything under it.
+    RolledBack,
+}
+
 struct State<K, E, X, Q> {
-    overlay: HashMap<K, E>,
-    kills: Vec<X>,
+    /// Entries, each with the sequence number of its insertion.
+    overlay: HashMap<K, (E, u64)>,
+    /// Kills, each with the sequence number of its recording.
+    kills: Vec<(X, u64)>,
     written: BTreeSet<String>,
     queue: Vec<Q>,
-    done: bool,
+    ended: Option<End>,
 }
 
 impl<K, E, X, Q> State<K, E, X, Q> {
-    fn new(done: bool) -> Self {
+    fn new(ended: Option<End>) -> Self {
         State {
             overlay: HashMap::new(),
             kills: Vec::new(),
             written: BTreeSet::new(),
             queue: Vec::new(),
-            done,
+            ended,
         }
     }
 }
@@ -50,6 +63,8 @@ impl<K, E, X, Q> State<K, E, X, Q> {
 pub(crate) struct Layer<K, E, X, Q> {
     parent: Option<Arc<Layer<K, E, X, Q>>>,
     state: Mutex<State<K, E, X, Q>>,
+    /// Orders insertions and kills across the chain (shared from the root).
+    clock: Arc<AtomicU64>,
 }
 
 /// What a lookup found.
@@ -59,7 +74,7 @@ pub(crate) enum Found<E> {
     Entry(E),
     /// No live entry in the chain.
     Absent,
-    /// This layer is committed or rolled back.
+    /// This layer is committed, released or rolled back.
     Finished,
 }
 
@@ -75,19 +90,25 @@ impl<K: Hash + Eq + Clone, E: Clone, X: Kill<E> + Clone, Q> Layer<K, E, X, Q> {
     pub fn root() -> Arc<Self> {
         Arc::new(Layer {
             parent: None,
-            state: Mutex::new(State::new(false)),
+            state: Mutex::new(State::new(None)),
+            clock: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// A savepoint under `parent`, or `None` when the parent is finished.
     pub fn child(parent: &Arc<Self>) -> Option<Arc<Self>> {
-        if parent.state.lock().done {
+        if parent.state.lock().ended.is_some() {
             return None;
         }
         Some(Arc::new(Layer {
             parent: Some(parent.clone()),
-            state: Mutex::new(State::new(false)),
+            state: Mutex::new(State::new(None)),
+            clock: parent.clock.clone(),
         }))
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// True if this layer or an ancestor wrote any of `tables`.
@@ -111,42 +132,65 @@ impl<K: Hash + Eq + Clone, E: Clone, X: Kill<E> + Clone, Q> Layer<K, E, X, Q> {
         let mut first = true;
         while let Some(l) = layer {
             let st = l.state.lock();
-            if first && st.done {
+            if first && st.ended.is_some() {
                 return Found::Finished;
             }
             first = false;
-            if let Some(e) = st.overlay.get(key) {
+            if let Some((e, at)) = st.overlay.get(key) {
+                // Writes of the layers between the asker and this one hide it...
                 if masks.iter().any(|m| m.kills(e)) {
                     return Found::Absent;
                 }
-                return Found::Entry(e.clone());
+                let (e, at) = (e.clone(), *at);
+                drop(st);
+                // ...and so do writes its ancestors recorded after it was stored.
+                if l.killed_above_since(&e, at) {
+                    return Found::Absent;
+                }
+                return Found::Entry(e);
             }
-            masks.extend(st.kills.iter().cloned());
+            masks.extend(st.kills.iter().map(|(k, _)| k.clone()));
             drop(st);
             layer = l.parent.as_deref();
         }
         Found::Absent
     }
 
+    /// True if an ancestor of this layer recorded, after `since`, a kill of `entry`.
+    fn killed_above_since(&self, entry: &E, since: u64) -> bool {
+        let mut layer = self.parent.as_deref();
+        while let Some(l) = layer {
+            let st = l.state.lock();
+            if st.kills.iter().any(|(k, at)| *at > since && k.kills(entry)) {
+                return true;
+            }
+            drop(st);
+            layer = l.parent.as_deref();
+        }
+        false
+    }
+
     /// Stores an entry in this layer; false when the layer is finished.
     pub fn insert(&self, key: K, entry: E) -> bool {
+        let at = self.tick();
         let mut st = self.state.lock();
-        if st.done {
+        if st.ended.is_some() {
             return false;
         }
-        st.overlay.insert(key, entry);
+        st.overlay.insert(key, (entry, at));
         true
     }
 
     /// Records a write of `table`: `kill` applies to this layer's entries (and masks its
     /// ancestors'), `item` is queued. A finished layer refuses and hands `item` back.
     pub fn record(&self, table: Option<&str>, kill: X, item: Q) -> Result<(), Q> {
+        let at = self.tick();
         let mut st = self.state.lock();
-        if st.done {
+        if st.ended.is_some() {
             return Err(item);
         }
-        st.overlay.retain(|_, e| !kill.kills(e));
-        st.kills.push(kill);
+        st.overlay.retain(|_, (e, _)| !kill.kills(e));
+        st.kills.push((kill, at));
         if let Some(t) = table {
             st.written.insert(t.to_owned());
         }
@@ -154,52 +198,87 @@ impl<K: Hash + Eq + Clone, E: Clone, X: Kill<E> + Clone, Q> Layer<K, E, X, Q> {
         Ok(())
     }
 
-    /// Finishes this layer, taking what it holds.
-    fn finish(&self) -> Result<State<K, E, X, Q>, Finished> {
+    /// Ends this layer, taking what it holds.
+    fn finish(&self, how: End) -> Result<State<K, E, X, Q>, Finished> {
         let mut st = self.state.lock();
-        if st.done {
+        if st.ended.is_some() {
             return Err(Finished);
         }
-        Ok(std::mem::replace(&mut *st, State::new(true)))
+        Ok(std::mem::replace(&mut *st, State::new(Some(how))))
     }
 
-    /// Releases a savepoint into its parent. Returns the queued items when the parent is
-    /// finished already (the caller applies them: nothing is lost).
+    /// How the nearest ancestor that was not merged away ended (`None`: still open), with
+    /// that ancestor. Savepoints of a released savepoint belong to its parent.
+    fn owner(&self) -> (Option<&Layer<K, E, X, Q>>, Option<End>) {
+        let mut layer = self.parent.as_deref();
+        while let Some(l) = layer {
+            match l.state.lock().ended {
+                Some(End::Released) => layer = l.parent.as_deref(),
+                ended => return (Some(l), ended),
+            }
+        }
+        (None, None)
+    }
+
+    /// Releases a savepoint into the layer that owns it. Returns items to apply at once
+    /// when that layer is the committed root (nothing is lost); items of a rolled-back
+    /// transaction are dropped.
     pub fn release(&self) -> Result<Vec<Q>, Finished> {
-        let child = self.finish()?;
-        let Some(parent) = &self.parent else {
-            return Ok(child.queue);
-        };
-        let mut p = parent.state.lock();
-        if p.done {
-            return Ok(child.queue);
+        let child = self.finish(End::Released)?;
+        loop {
+            let (Some(target), ended) = self.owner() else {
+                return Ok(child.queue);
+            };
+            match ended {
+                Some(End::Committed) => return Ok(child.queue),
+                Some(End::RolledBack) => return Ok(Vec::new()),
+                Some(End::Released) => unreachable!("owner() skips released layers"),
+                None => {}
+            }
+            let mut p = target.state.lock();
+            if p.ended.is_some() {
+                continue; // it ended meanwhile: look again
+            }
+            // The child's writes kill the parent's older entries; the parent's writes made
+            // after a child entry was stored kill that entry.
+            for (k, at) in &child.kills {
+                p.overlay
+                    .retain(|_, (e, stored)| *stored > *at || !k.kills(e));
+            }
+            let parent_kills: Vec<(X, u64)> = p.kills.clone();
+            for (key, (e, stored)) in child.overlay {
+                if !parent_kills
+                    .iter()
+                    .any(|(k, at)| *at > stored && k.kills(&e))
+                {
+                    p.overlay.insert(key, (e, stored));
+                }
+            }
+            p.kills.extend(child.kills);
+            p.written.extend(child.written);
+            p.queue.extend(child.queue);
+            return Ok(Vec::new());
         }
-        for k in &child.kills {
-            p.overlay.retain(|_, e| !k.kills(e));
-        }
-        p.kills.extend(child.kills);
-        p.written.extend(child.written);
-        p.overlay.extend(child.overlay);
-        p.queue.extend(child.queue);
-        Ok(Vec::new())
     }
 
-    /// Discards this layer and everything queued in it.
-    pub fn rollback(&self) {
-        let mut st = self.state.lock();
-        if st.done {
-            return;
+    /// Discards this layer and what it queued, unless its transaction already committed
+    /// (a root's commit includes its open savepoints): then its items are returned, to be
+    /// applied at once.
+    pub fn rollback(&self) -> Vec<Q> {
+        let Ok(st) = self.finish(End::RolledBack) else {
+            return Vec::new();
+        };
+        match self.owner().1 {
+            Some(End::Committed) => st.queue,
+            _ => Vec::new(),
         }
-        st.done = true;
-        st.overlay.clear();
-        st.kills.clear();
-        st.queue.clear();
     }
 
     /// Commits the root: its queued items (to apply) and entries (to promote).
     pub fn commit(&self) -> Result<Committed<K, E, Q>, Finished> {
-        let st = self.finish()?;
-        Ok((st.queue, st.overlay))
+        let st = self.finish(End::Committed)?;
+        let entries = st.overlay.into_iter().map(|(k, (e, _))| (k, e)).collect();
+        Ok((st.queue, entries))
     }
 
     /// True for a savepoint (a layer with a parent).
@@ -209,7 +288,7 @@ impl<K: Hash + Eq + Clone, E: Clone, X: Kill<E> + Clone, Q> Layer<K, E, X, Q> {
 
     /// True once committed, released or rolled back.
     pub fn is_done(&self) -> bool {
-        self.state.lock().done
+        self.state.lock().ended.is_some()
     }
 }
 
@@ -268,6 +347,49 @@ mod tests {
         assert_eq!(root.lookup(&"a"), Found::Entry(1));
         assert_eq!(root.commit().unwrap().0, Vec::<&str>::new());
         assert_eq!(root.record(None, Eq(9), "late"), Err("late"));
+    }
+
+    #[test]
+    fn savepoints_of_a_released_savepoint_belong_to_its_parent() {
+        let root = L::root();
+        let s1 = L::child(&root).unwrap();
+        let s2 = L::child(&s1).unwrap();
+        s1.release().unwrap();
+        s2.record(Some("t"), Eq(1), "inv").unwrap();
+        assert_eq!(
+            s2.release(),
+            Ok(vec![]),
+            "merged into the root, not applied early"
+        );
+        assert!(root.written(&["t"]));
+        assert_eq!(root.commit().unwrap().0, vec!["inv"]);
+    }
+
+    #[test]
+    fn after_the_root_committed_a_dropped_savepoint_still_applies_its_items() {
+        let root = L::root();
+        let sp = L::child(&root).unwrap();
+        sp.record(Some("t"), Eq(1), "inv").unwrap();
+        root.commit().unwrap();
+        assert_eq!(sp.rollback(), vec!["inv"]);
+        let root = L::root();
+        let sp = L::child(&root).unwrap();
+        sp.record(Some("t"), Eq(1), "inv").unwrap();
+        root.rollback();
+        assert_eq!(sp.release(), Ok(vec![]), "the transaction was rolled back");
+    }
+
+    #[test]
+    fn a_parent_write_kills_its_open_savepoints_older_entries() {
+        let root = L::root();
+        let sp = L::child(&root).unwrap();
+        sp.insert("a", 1);
+        root.record(Some("t"), Eq(1), "inv").unwrap();
+        assert_eq!(sp.lookup(&"a"), Found::Absent);
+        sp.insert("a", 1); // stored after the write: live
+        assert_eq!(sp.lookup(&"a"), Found::Entry(1));
+        sp.release().unwrap();
+        assert_eq!(root.lookup(&"a"), Found::Entry(1));
     }
 
     #[test]

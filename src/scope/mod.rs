@@ -348,10 +348,13 @@ impl<C: Codec> Scope<C> {
         self.commit()
     }
 
-    /// Discards the scope and its queued invalidations. Nothing is invalidated.
+    /// Discards the scope and its queued invalidations. Nothing is invalidated (unless its
+    /// transaction committed already: a savepoint still open at the root's commit was
+    /// committed with it, so its invalidations run now).
     pub fn rollback(mut self) {
         self.owner = false;
-        self.layer.rollback();
+        let late = self.layer.rollback();
+        let _ = self.apply(late);
     }
 
     fn end_with_commit(&mut self) -> Result<(), Error> {
@@ -398,7 +401,8 @@ impl<C: Codec> Scope<C> {
 impl<C: Codec> Drop for Scope<C> {
     fn drop(&mut self) {
         if self.owner {
-            self.layer.rollback();
+            let late = self.layer.rollback();
+            let _ = self.apply(late);
         }
     }
 }

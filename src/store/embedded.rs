@@ -216,6 +216,11 @@ impl Store for EmbeddedStore {
                 .get(&t.schemes)
                 .map(|s| s.iter().cloned().collect())
                 .unwrap_or_default();
+            if schemes.is_empty() && !rows.is_empty() {
+                // As in Redis: without schemes, the generation reaches every entry.
+                stamps.values.remove(&t.gen);
+                deleted.push(t.gen.clone());
+            }
             for row in rows {
                 let row: HashMap<&str, &str> =
                     row.iter().map(|(f, v)| (f.as_str(), v.as_str())).collect();

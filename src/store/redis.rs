@@ -76,7 +76,9 @@ return 1
 const INVALIDATE: &str = r"
 local schemes = redis.call('SMEMBERS', KEYS[1])
 local del = {}
-local whole = false
+-- No scheme set (a restarted Redis, say): nothing here names this table's reads, but
+-- local tiers may still hold some; the generation reaches every one of them.
+local whole = #schemes == 0
 local a = 4
 for r = 1, tonumber(ARGV[3]) do
   local nf = tonumber(ARGV[a])
