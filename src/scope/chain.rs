@@ -209,7 +209,7 @@ impl<K: Hash + Eq + Clone, E: Clone, X: Kill<E> + Clone, Q> Layer<K, E, X, Q> {
 
     /// How the nearest ancestor that was not merged away ended (`None`: still open), with
     /// that ancestor. Savepoints of a released savepoint belong to its parent.
-    fn owner(&self) -> (Option<&Layer<K, E, X, Q>>, Option<End>) {
+    fn owner(&self) -> (Option<&Self>, Option<End>) {
         let mut layer = self.parent.as_deref();
         while let Some(l) = layer {
             match l.state.lock().ended {
