@@ -37,6 +37,7 @@ suite!(
     commit_batches_invalidations_into_one_call_per_kind,
     a_savepoint_of_a_released_savepoint_waits_for_the_root,
     a_savepoint_open_at_the_root_commit_is_committed_with_it,
+    very_many_written_rows_collapse_to_whole_tables,
 );
 
 fn get(id: i64) -> Read {
@@ -366,4 +367,21 @@ fn a_savepoint_open_at_the_root_commit_is_committed_with_it(b: Backend) {
     drop(sp); // COMMIT included the savepoint's write: its invalidation must run
     let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1, 101])).unwrap();
     assert_eq!(loads.count(), 2);
+}
+
+fn very_many_written_rows_collapse_to_whole_tables(b: Backend) {
+    let cache = b.builder("collapse").pending_limit(10).build().unwrap();
+    let loads = Loads::default();
+    let _: Vec<i64> = cache.get_or_load(&list(50), loads.of(vec![50])).unwrap();
+    let scope = cache.atomic();
+    for i in 0..20 {
+        scope.on_insert("blog.article", &Article::new(i)).unwrap(); // categories 0..19
+    }
+    scope.commit().unwrap();
+    let _: Vec<i64> = cache.get_or_load(&list(50), loads.of(vec![50])).unwrap();
+    assert_eq!(
+        loads.count(),
+        2,
+        "past the limit the whole table was invalidated"
+    );
 }

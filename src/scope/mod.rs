@@ -35,6 +35,7 @@
 mod chain;
 
 use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -109,6 +110,8 @@ pub struct Scope<C: Codec = DefaultCodec> {
     invalidates: bool,
     /// True for the handle that ends the layer (commit, rollback, drop).
     owner: bool,
+    /// Row images recorded through this scope's chain (to collapse them past a limit).
+    rows_recorded: Arc<AtomicUsize>,
 }
 
 impl<C: Codec> Cache<C> {
@@ -125,6 +128,7 @@ impl<C: Codec> Cache<C> {
             isolation,
             invalidates: true,
             owner: true,
+            rows_recorded: Arc::default(),
         }
     }
 }
@@ -139,6 +143,7 @@ impl<C: Codec> Scope<C> {
             isolation: self.isolation,
             invalidates: true,
             owner: true,
+            rows_recorded: self.rows_recorded.clone(),
         })
     }
 
@@ -150,6 +155,7 @@ impl<C: Codec> Scope<C> {
             isolation: self.isolation,
             invalidates: false,
             owner: false,
+            rows_recorded: self.rows_recorded.clone(),
         }
     }
 
@@ -277,6 +283,12 @@ impl<C: Codec> Scope<C> {
         let rows: Vec<Row> = rows.into_iter().collect();
         if rows.is_empty() || !self.invalidates {
             return Ok(());
+        }
+        // A transaction writing very many rows keeps whole tables instead of row images
+        // (as the pending queue does): bounded memory, and lookups stay cheap.
+        let seen = self.rows_recorded.fetch_add(rows.len(), Ordering::Relaxed) + rows.len();
+        if seen > self.cache.inner.pending_limit {
+            return self.invalidate_model(table);
         }
         let backlog = self.cache.rows_backlog(table, &rows);
         let written = Written::Rows {
