@@ -7,21 +7,8 @@ use std::sync::{Arc, Mutex};
 use common::{Article, Backend, Loads};
 use stampcache::{Cache, Cond, Error, Event, Isolation, Read};
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[test] fn $name() { super::$name(super::Backend::Embedded) } )*
-        }
-        mod redis {
-            $( #[test] fn $name() { super::$name(super::Backend::Redis) } )*
-        }
-        mod redis_local_strict {
-            $( #[test] fn $name() { super::$name(super::Backend::RedisStrict) } )*
-        }
-    };
-}
-
-suite!(
+crate::backend_suite!(
+    [embedded => Embedded, redis => Redis, redis_local_strict => RedisStrict];
     reads_before_the_first_write_hit_the_shared_cache,
     a_scope_sees_its_own_write_while_others_get_the_cached_value,
     after_commit_everyone_sees_the_new_value,

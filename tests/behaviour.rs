@@ -11,24 +11,8 @@ use stampcache::{
     Cache, Cond, Dep, Error, Event, Invalidation, Op, Outcome, Profile, Read, Row, Target, Value,
 };
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $( #[test] fn $name() { super::$name(super::Backend::Embedded) } )*
-        }
-        mod redis {
-            $( #[test] fn $name() { super::$name(super::Backend::Redis) } )*
-        }
-        mod redis_local_strict {
-            $( #[test] fn $name() { super::$name(super::Backend::RedisStrict) } )*
-        }
-        mod redis_local_tracked {
-            $( #[test] fn $name() { super::$name(super::Backend::RedisTracked) } )*
-        }
-    };
-}
-
-suite!(
+crate::backend_suite!(
+    [embedded => Embedded, redis => Redis, redis_local_strict => RedisStrict, redis_local_tracked => RedisTracked];
     identical_reads_load_once,
     update_invalidates_get_of_that_row_only,
     update_invalidates_reads_of_old_and_new_values,

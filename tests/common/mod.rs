@@ -288,3 +288,20 @@ impl Article {
         }
     }
 }
+
+/// One module per backend, each with a `#[test]` per listed function taking a [`Backend`]:
+/// `backend_suite!([embedded => Embedded, redis => Redis]; test_a, test_b);`
+#[macro_export]
+macro_rules! backend_suite {
+    ($backends:tt; $($name:ident),* $(,)?) => {
+        $crate::backend_suite!(@each $backends [$($name),*]);
+    };
+    (@each [$($module:ident => $backend:ident),*] $names:tt) => {
+        $( $crate::backend_suite!(@one $module $backend $names); )*
+    };
+    (@one $module:ident $backend:ident [$($name:ident),*]) => {
+        mod $module {
+            $( #[test] fn $name() { super::$name(super::Backend::$backend) } )*
+        }
+    };
+}
