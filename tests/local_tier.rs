@@ -287,6 +287,32 @@ fn own_writes_reach_local_copies_after_redis_lost_everything() {
     }
 }
 
+fn redis_unreachable_local_tiers_serve_only_what_they_may() {
+    let server = RedisServer::start(&[]);
+    let opts = |b: Builder| {
+        b.degrade_on_failure(true)
+            .io_timeout(Duration::from_millis(150))
+            .connect_timeout(Duration::from_millis(150))
+            .retry_after(Duration::from_millis(50))
+    };
+    let strict = opts(builder(&server, "down:").local(LocalMode::Strict)).build().unwrap();
+    let tracked = opts(builder(&server, "down:").local(LocalMode::Tracked)).build().unwrap();
+    wait_until("the push channel", Duration::from_secs(3), || tracked.push_channel_up());
+    warm_local(&strict, &count(1), 1);
+    warm_local(&tracked, &count(1), 1);
+    server.pause(); // frozen: no confirmation, no pushes
+    // Strict cannot confirm: it degrades to the loader, never to its local copy.
+    let v: u64 = strict.get_or_load(&count(1), || 2).unwrap();
+    assert_eq!(v, 2, "strict served an unconfirmed local copy");
+    // Tracked notices the silent channel within two heartbeats, then stops serving locally.
+    wait_until("the push channel to be given up", Duration::from_secs(2), || {
+        !tracked.push_channel_up()
+    });
+    let v: u64 = tracked.get_or_load(&count(1), || 3).unwrap();
+    assert_eq!(v, 3, "tracked served locally without its push channel");
+    server.resume();
+}
+
 /// The child role: one invalidation, as another process would make it.
 fn child_writer(url: String, prefix: String) {
     let cache = Cache::builder().redis(url).prefix(prefix).build().unwrap();
@@ -298,7 +324,7 @@ fn main() {
         child_writer(url, prefix);
         return;
     }
-    let tests: [(&str, fn()); 10] = [
+    let tests: [(&str, fn()); 11] = [
         (
             "strict_hits_are_confirmed_and_see_other_processes_writes",
             strict_hits_are_confirmed_and_see_other_processes_writes,
@@ -338,6 +364,10 @@ fn main() {
         (
             "own_writes_reach_local_copies_after_redis_lost_everything",
             own_writes_reach_local_copies_after_redis_lost_everything,
+        ),
+        (
+            "redis_unreachable_local_tiers_serve_only_what_they_may",
+            redis_unreachable_local_tiers_serve_only_what_they_may,
         ),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
