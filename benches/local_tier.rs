@@ -158,6 +158,19 @@ fn main() {
         micros(10_000, &mut || hit(&bounded, &list_read)),
     );
     field("moka_get_us", micros(10_000, &mut moka_get));
+    let prepared = tracked.prepare(&list_read);
+    let mut prepared_hit = || {
+        black_box(
+            prepared
+                .get_or_load_arc(|| -> Vec<Article> { unreachable!() })
+                .unwrap(),
+        );
+    };
+    field("tracked_prepared_hit_us", micros(10_000, &mut prepared_hit));
+    field(
+        "ratio_tracked_prepared_vs_moka",
+        ratio(2000, &mut prepared_hit, &mut moka_get),
+    );
     field(
         "ratio_tracked_vs_moka",
         ratio(2000, &mut || hit(&tracked, &list_read), &mut moka_get),

@@ -756,6 +756,36 @@ impl<C: Codec> Cache<C> {
         self.load_through(target, Some(plan), key, loader)
     }
 
+    /// The local tier's key of a read when plans are memoised (see `plan_key`).
+    pub(crate) fn local_key_of(&self, read: &Read) -> Option<u128> {
+        let profile = self.read_profile(read)?;
+        self.inner.plans.as_ref().map(|_| plan_key(read, profile))
+    }
+
+    /// A read whose plan and local key are known (a [`Prepared`](crate::Prepared) read).
+    pub(crate) fn read_planned<T, E, F>(
+        &self,
+        target: Target<'_>,
+        plan: Option<Arc<Plan>>,
+        key: u128,
+        mode: LocalMode,
+        loader: F,
+    ) -> Result<Arc<T>, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Result<T, E>,
+    {
+        if plan.is_none() || !self.inner.enabled {
+            return self.load_through(target, None, None, loader);
+        }
+        match self.local_answer::<T>(target, key, mode)? {
+            LocalAnswer::Hit(v) => return Ok(v),
+            LocalAnswer::Degraded => return loader().map(Arc::new).map_err(LoadError::Loader),
+            LocalAnswer::Miss => {}
+        }
+        self.load_through(target, plan, Some(key), loader)
+    }
+
     /// Caches a function result that depends on reads and tables (see [`CachedAs`](crate::CachedAs)).
     pub fn cached_as(&self, deps: impl IntoIterator<Item = Dep>) -> crate::CachedAs<'_, C> {
         crate::CachedAs::new(self, deps.into_iter().collect())

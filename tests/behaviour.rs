@@ -43,6 +43,7 @@ crate::backend_suite!(
     stale_while_revalidate_within_the_grace_only,
     a_snapshot_transaction_never_refills_a_stale_entry,
     absurd_timeouts_are_clamped_not_panics,
+    prepared_reads_behave_like_reads,
 );
 
 fn article_get(id: i64) -> Read {
@@ -832,4 +833,28 @@ fn absurd_timeouts_are_clamped_not_panics(b: Backend) {
     let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
     let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
     assert_eq!(loads.count(), 1);
+}
+
+fn prepared_reads_behave_like_reads(b: Backend) {
+    let cache = b.builder("prepared").no_cache("blog.log").build().unwrap();
+    let loads = Loads::default();
+    let hot = cache.prepare(&category_count(1));
+    let v: u64 = hot.get_or_load(loads.of(1)).unwrap();
+    let w: u64 = cache.get_or_load(&category_count(1), loads.of(9)).unwrap();
+    let x: u64 = hot.get_or_load(loads.of(9)).unwrap();
+    assert_eq!(
+        (v, w, x, loads.count()),
+        (1, 1, 1, 1),
+        "one entry for both forms"
+    );
+    cache.on_insert("blog.article", &Article::new(2)).unwrap(); // category 2
+    let _: u64 = hot.get_or_load(loads.of(9)).unwrap();
+    assert_eq!(loads.count(), 1);
+    cache.on_insert("blog.article", &Article::new(1)).unwrap(); // category 1
+    let v: u64 = hot.get_or_load(loads.of(2)).unwrap();
+    assert_eq!((v, loads.count()), (2, 2));
+    let never = cache.prepare(&Read::count("blog.log"));
+    let _: u64 = never.get_or_load(loads.of(0)).unwrap();
+    let _: u64 = never.get_or_load(loads.of(0)).unwrap();
+    assert_eq!(loads.count(), 4, "a bypassed read stays bypassed");
 }

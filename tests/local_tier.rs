@@ -295,19 +295,27 @@ fn redis_unreachable_local_tiers_serve_only_what_they_may() {
             .connect_timeout(Duration::from_millis(150))
             .retry_after(Duration::from_millis(50))
     };
-    let strict = opts(builder(&server, "down:").local(LocalMode::Strict)).build().unwrap();
-    let tracked = opts(builder(&server, "down:").local(LocalMode::Tracked)).build().unwrap();
-    wait_until("the push channel", Duration::from_secs(3), || tracked.push_channel_up());
+    let strict = opts(builder(&server, "down:").local(LocalMode::Strict))
+        .build()
+        .unwrap();
+    let tracked = opts(builder(&server, "down:").local(LocalMode::Tracked))
+        .build()
+        .unwrap();
+    wait_until("the push channel", Duration::from_secs(3), || {
+        tracked.push_channel_up()
+    });
     warm_local(&strict, &count(1), 1);
     warm_local(&tracked, &count(1), 1);
     server.pause(); // frozen: no confirmation, no pushes
-    // Strict cannot confirm: it degrades to the loader, never to its local copy.
+                    // Strict cannot confirm: it degrades to the loader, never to its local copy.
     let v: u64 = strict.get_or_load(&count(1), || 2).unwrap();
     assert_eq!(v, 2, "strict served an unconfirmed local copy");
     // Tracked notices the silent channel within two heartbeats, then stops serving locally.
-    wait_until("the push channel to be given up", Duration::from_secs(2), || {
-        !tracked.push_channel_up()
-    });
+    wait_until(
+        "the push channel to be given up",
+        Duration::from_secs(2),
+        || !tracked.push_channel_up(),
+    );
     let v: u64 = tracked.get_or_load(&count(1), || 3).unwrap();
     assert_eq!(v, 3, "tracked served locally without its push channel");
     server.resume();
