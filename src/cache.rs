@@ -702,12 +702,7 @@ impl<C: Codec> Cache<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
-        let target = Target::Table {
-            table: &read.table,
-            op: read.op,
-        };
-        let plan = self.plan_read(read);
-        let (value, served) = self.load_through_filling(target, plan, None, true, loader)?;
+        let (value, served) = self.read_served(read, loader)?;
         Ok(Answer {
             value,
             stale: served == Served::Stale,
@@ -734,26 +729,39 @@ impl<C: Codec> Cache<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
+        self.read_served(read, loader).map(|(v, _)| v)
+    }
+
+    /// Every read of a `Read` goes here: the local tier under the read's plan key, then
+    /// the shared tier; says where the answer came from.
+    fn read_served<T, E, F>(&self, read: &Read, loader: F) -> Result<(Arc<T>, Served), LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Result<T, E>,
+    {
         let target = Target::Table {
             table: &read.table,
             op: read.op,
         };
         let Some(profile) = self.read_profile(read) else {
-            return self.load_through(target, None, None, loader);
+            return self.load_through_filling(target, None, None, true, loader);
         };
         // With memoised plans, the local tier is keyed by the plan key: a local hit needs
         // neither the plan nor the shared tier's key.
         let key = self.inner.plans.as_ref().map(|_| plan_key(read, profile));
         if let Some(k) = key {
             match self.local_answer::<T>(target, k, self.local_mode(profile))? {
-                LocalAnswer::Hit(v) => return Ok(v),
-                LocalAnswer::Degraded => return loader().map(Arc::new).map_err(LoadError::Loader),
+                LocalAnswer::Hit(v) => return Ok((v, Served::Cached)),
+                LocalAnswer::Degraded => {
+                    let v = loader().map_err(LoadError::Loader)?;
+                    return Ok((Arc::new(v), Served::Loaded));
+                }
                 LocalAnswer::Miss => {}
             }
         }
         let plan = self.plan_read_keyed(read, profile, key);
-        // Without a plan key (computed prefix), `load_through` looks the entry key up.
-        self.load_through(target, Some(plan), key, loader)
+        // Without a plan key (computed prefix), the entry key is looked up instead.
+        self.load_through_filling(target, Some(plan), key, true, loader)
     }
 
     /// The local tier's key of a read when plans are memoised (see `plan_key`).
