@@ -7,7 +7,6 @@ mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::{Child, Command};
-use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -364,7 +363,7 @@ fn main() {
         run_child(&role);
         return;
     }
-    let tests: [(&str, fn()); 7] = [
+    let tests: &[(&str, fn())] = &[
         (
             "sixteen_threads_and_four_processes_load_once",
             sixteen_threads_and_four_processes_load_once,
@@ -391,32 +390,5 @@ fn main() {
             a_scope_that_wrote_never_waits_on_the_lock,
         ),
     ];
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        let started = Instant::now();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(catch_unwind(AssertUnwindSafe(test)).is_ok());
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(true) => {
-                passed += 1;
-                println!("test {name} ... ok ({:?})", started.elapsed());
-            }
-            Ok(false) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED (hung for 60 s)");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    std::process::exit(i32::from(failed > 0));
+    common::run_tests(tests, Duration::from_secs(60));
 }

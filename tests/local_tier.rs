@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -332,7 +331,7 @@ fn main() {
         child_writer(url, prefix);
         return;
     }
-    let tests: [(&str, fn()); 11] = [
+    let tests: &[(&str, fn())] = &[
         (
             "strict_hits_are_confirmed_and_see_other_processes_writes",
             strict_hits_are_confirmed_and_see_other_processes_writes,
@@ -378,26 +377,5 @@ fn main() {
             redis_unreachable_local_tiers_serve_only_what_they_may,
         ),
     ];
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        let started = Instant::now();
-        match catch_unwind(AssertUnwindSafe(test)) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:?})", started.elapsed());
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    common::run_tests(tests, Duration::from_secs(60));
 }

@@ -305,3 +305,38 @@ macro_rules! backend_suite {
         }
     };
 }
+
+/// The runner of the test files with their own harness (they re-execute themselves as
+/// other processes): runs each test (filtered by the first free argument) with a time
+/// limit, prints `N passed, N failed` and exits non-zero on a failure.
+pub fn run_tests(tests: &[(&'static str, fn())], limit: Duration) -> ! {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let (mut passed, mut failed) = (0, 0);
+    for &(name, test) in tests {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let started = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test)).is_ok();
+            let _ = tx.send(ok);
+        });
+        match rx.recv_timeout(limit) {
+            Ok(true) => {
+                passed += 1;
+                println!("test {name} ... ok ({:?})", started.elapsed());
+            }
+            Ok(false) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED (still running after {limit:?})");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    std::process::exit(i32::from(failed > 0));
+}
