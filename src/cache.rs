@@ -23,14 +23,17 @@ use crate::pending::{Backlog, Pending};
 use crate::profile::{Profile, Profiles};
 use crate::read::{Dep, Force, Read};
 use crate::row::Row;
+use crate::block::block_on;
+use crate::front::{Async, Blocking, Front};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::{EncodedRow, Fetch, Plan, Store, Token};
+use std::future::Future;
 use crate::value::{escape, escape_into};
 
 /// Shared state of all handles of one cache.
 pub(crate) struct Inner {
-    pub store: Box<dyn Store>,
+    pub store: Store,
     pub profiles: Profiles,
     pub keys: KeySpace,
     pub enabled: bool,
@@ -77,16 +80,21 @@ impl Drop for Inner {
 /// let title: String = cache.get_or_load(&read, || "from the database".to_string()).unwrap();
 /// assert_eq!(title, "from the database");
 /// ```
-pub struct Cache<C: Codec = DefaultCodec> {
+pub struct Cache<C: Codec = DefaultCodec, M: Front = Blocking> {
     pub(crate) inner: Arc<Inner>,
     /// Database alias of this handle's writes (for computed prefixes).
     pub(crate) write_db: Arc<str>,
     /// False on a [`no_invalidation`](Cache::no_invalidation) handle.
     pub(crate) invalidates: bool,
-    pub(crate) codec: PhantomData<fn() -> C>,
+    pub(crate) codec: PhantomData<fn() -> (C, M)>,
 }
 
-impl<C: Codec> Clone for Cache<C> {
+/// The async front end of a cache: every operation of [`Cache`] as an `async fn`, over one
+/// multiplexed Redis connection (build it with [`Builder::build_async`]). Same core, same
+/// keys: a blocking and an async cache with the same prefix share entries.
+pub type AsyncCache<C = DefaultCodec> = Cache<C, Async>;
+
+impl<C: Codec, M: Front> Clone for Cache<C, M> {
     fn clone(&self) -> Self {
         Cache {
             inner: self.inner.clone(),
@@ -97,7 +105,7 @@ impl<C: Codec> Clone for Cache<C> {
     }
 }
 
-impl<C: Codec> std::fmt::Debug for Cache<C> {
+impl<C: Codec, M: Front> std::fmt::Debug for Cache<C, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("keys", &self.inner.keys)
@@ -336,6 +344,31 @@ impl<C: Codec> Builder<C> {
     /// Builds the cache. Redis is connected lazily: a bad URL fails here, a down server on
     /// first use.
     pub fn build(mut self) -> Result<Cache<C>, Error> {
+        self.check()?;
+        let store = match &self.backend {
+            Backend::Embedded { capacity } => Store::Embedded(EmbeddedStore::new(*capacity)),
+            Backend::Redis { url } => Store::Blocking(RedisStore::blocking(url, self.redis.clone())?),
+        };
+        self.build_over(store)
+    }
+
+    /// Builds the [`AsyncCache`]: call it inside a tokio runtime (Redis is reached through
+    /// one multiplexed connection, made on first use and remade after failures). The
+    /// pool size does not apply; the timeouts do.
+    #[cfg(feature = "tokio")]
+    pub fn build_async(mut self) -> Result<AsyncCache<C>, Error> {
+        self.check()?;
+        let store = match &self.backend {
+            Backend::Embedded { capacity } => Store::Embedded(EmbeddedStore::new(*capacity)),
+            Backend::Redis { url } => {
+                Store::Async(RedisStore::multiplexed(url, self.redis.clone())?)
+            }
+        };
+        self.build_over(store)
+    }
+
+    /// Checks the configuration and clamps durations.
+    fn check(&mut self) -> Result<(), Error> {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
         }
@@ -353,10 +386,11 @@ impl<C: Codec> Builder<C> {
         ] {
             *d = (*d).min(MAX_TTL);
         }
-        let store: Box<dyn Store> = match &self.backend {
-            Backend::Embedded { capacity } => Box::new(EmbeddedStore::new(*capacity)),
-            Backend::Redis { url } => Box::new(RedisStore::open(url, self.redis.clone())?),
-        };
+        Ok(())
+    }
+
+    /// The cache over `store`, with either front end.
+    fn build_over<M: Front>(self, store: Store) -> Result<Cache<C, M>, Error> {
         let keys = KeySpace {
             prefix: self.prefix.clone(),
             version: self.version,
@@ -450,6 +484,12 @@ impl<C: Codec> Builder<C> {
             codec: PhantomData,
         })
     }
+}
+
+/// A saved row to store under a `get` by its profile's `cache_on_save` field.
+pub(crate) struct Saved {
+    plan: Arc<Plan>,
+    bytes: Vec<u8>,
 }
 
 /// Stamps and key material gathered from the dependencies of one entry.
@@ -582,20 +622,65 @@ fn lock_owner() -> String {
     format!("{:016x}{}", h.finish(), std::process::id())
 }
 
-/// A held cross-process lock, released on drop (also when the loader panics).
-struct LockHeld<'a, C: Codec> {
-    cache: &'a Cache<C>,
-    plan: &'a Plan,
-    owner: String,
+/// A held cross-process lock. [`release`](LockHeld::release) it; dropping it instead (a
+/// loader's panic, a cancelled future) releases it from the destructor, at once or on a
+/// spawned task (see `Store::unlock_detached`).
+struct LockHeld<'a, C: Codec, M: Front> {
+    cache: &'a Cache<C, M>,
+    plan: Arc<Plan>,
+    owner: Option<String>,
 }
 
-impl<C: Codec> Drop for LockHeld<'_, C> {
-    fn drop(&mut self) {
-        let inner = &self.cache.inner;
-        if let Err(e) = inner.store.unlock(self.plan, &self.owner, inner.lock_ttl) {
-            let _ = self.cache.store_failed("unlock", e);
+impl<C: Codec, M: Front> LockHeld<'_, C, M> {
+    async fn release(mut self) {
+        if let Some(owner) = self.owner.take() {
+            let inner = &self.cache.inner;
+            if let Err(e) = inner.store.unlock(&self.plan, &owner, inner.lock_ttl).await {
+                let _ = self.cache.store_failed("unlock", e);
+            }
         }
     }
+}
+
+impl<C: Codec, M: Front> Drop for LockHeld<'_, C, M> {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            let inner = &self.cache.inner;
+            if let Err(e) = inner
+                .store
+                .unlock_detached(self.plan.clone(), owner, inner.lock_ttl)
+            {
+                let _ = self.cache.store_failed("unlock", e);
+            }
+        }
+    }
+}
+
+/// Runs a read's loader at most once.
+struct Loader<F>(Option<F>);
+
+impl<F> Loader<F> {
+    async fn load<T, E, Fut>(&mut self) -> Result<(Arc<T>, Served), LoadError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.0.take() {
+            Some(f) => f()
+                .await
+                .map(|v| (Arc::new(v), Served::Loaded))
+                .map_err(LoadError::Loader),
+            // Every path that loads returns: a second call is a bug, not a user error.
+            None => unreachable!("the loader runs at most once"),
+        }
+    }
+}
+
+/// A blocking loader as the core's async one (its future is ready when made).
+pub(crate) fn ready_loader<T, E>(
+    f: impl FnOnce() -> Result<T, E>,
+) -> impl FnOnce() -> std::future::Ready<Result<T, E>> {
+    move || std::future::ready(f())
 }
 
 /// What the cross-process lock gave.
@@ -653,7 +738,7 @@ impl Cache<DefaultCodec> {
     }
 }
 
-impl<C: Codec> Cache<C> {
+impl<C: Codec> Cache<C, Blocking> {
     // ---------------------------------------------------------------- reads
 
     /// Returns the cached result of `read`, or runs `loader`, stores and returns its result.
@@ -702,11 +787,7 @@ impl<C: Codec> Cache<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
-        let (value, served) = self.read_served(read, loader)?;
-        Ok(Answer {
-            value,
-            stale: served == Served::Stale,
-        })
+        block_on(self.read_answer(read, ready_loader(loader)))
     }
 
     /// Like [`get_or_load`](Cache::get_or_load) with a loader that can fail. A loader error
@@ -729,31 +810,61 @@ impl<C: Codec> Cache<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
-        self.read_served(read, loader).map(|(v, _)| v)
+        block_on(self.read_served(read, ready_loader(loader))).map(|(v, _)| v)
+    }
+}
+
+impl<C: Codec, M: Front> Cache<C, M> {
+    /// A read's value and whether it is stale.
+    pub(crate) async fn read_answer<T, E, F, Fut>(
+        &self,
+        read: &Read,
+        loader: F,
+    ) -> Result<Answer<T>, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let (value, served) = self.read_served(read, loader).await?;
+        Ok(Answer {
+            value,
+            stale: served == Served::Stale,
+        })
     }
 
     /// Every read of a `Read` goes here: the local tier under the read's plan key, then
     /// the shared tier; says where the answer came from.
-    fn read_served<T, E, F>(&self, read: &Read, loader: F) -> Result<(Arc<T>, Served), LoadError<E>>
+    pub(crate) async fn read_served<T, E, F, Fut>(
+        &self,
+        read: &Read,
+        loader: F,
+    ) -> Result<(Arc<T>, Served), LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
-        F: FnOnce() -> Result<T, E>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
     {
         let target = Target::Table {
             table: &read.table,
             op: read.op,
         };
         let Some(profile) = self.read_profile(read) else {
-            return self.load_through_filling(target, None, None, true, loader);
+            return self
+                .load_through_filling(target, None, None, true, loader)
+                .await;
         };
         // With memoised plans, the local tier is keyed by the plan key: a local hit needs
         // neither the plan nor the shared tier's key.
         let key = self.inner.plans.as_ref().map(|_| plan_key(read, profile));
         if let Some(k) = key {
-            match self.local_answer::<T>(target, k, self.local_mode(profile))? {
+            match self
+                .local_answer::<T>(target, k, self.local_mode(profile))
+                .await?
+            {
                 LocalAnswer::Hit(v) => return Ok((v, Served::Cached)),
                 LocalAnswer::Degraded => {
-                    let v = loader().map_err(LoadError::Loader)?;
+                    let v = loader().await.map_err(LoadError::Loader)?;
                     return Ok((Arc::new(v), Served::Loaded));
                 }
                 LocalAnswer::Miss => {}
@@ -762,6 +873,7 @@ impl<C: Codec> Cache<C> {
         let plan = self.plan_read_keyed(read, profile, key);
         // Without a plan key (computed prefix), the entry key is looked up instead.
         self.load_through_filling(target, Some(plan), key, true, loader)
+            .await
     }
 
     /// The local tier's key of a read when plans are memoised (see `plan_key`).
@@ -771,7 +883,7 @@ impl<C: Codec> Cache<C> {
     }
 
     /// A read whose plan and local key are known (a [`Prepared`](crate::Prepared) read).
-    pub(crate) fn read_planned<T, E, F>(
+    pub(crate) async fn read_planned<T, E, F, Fut>(
         &self,
         target: Target<'_>,
         plan: Option<Arc<Plan>>,
@@ -781,26 +893,29 @@ impl<C: Codec> Cache<C> {
     ) -> Result<Arc<T>, LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
-        F: FnOnce() -> Result<T, E>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
     {
         if plan.is_none() || !self.inner.enabled {
-            return self.load_through(target, None, None, loader);
+            return self.load_through(target, None, None, loader).await;
         }
-        match self.local_answer::<T>(target, key, mode)? {
+        match self.local_answer::<T>(target, key, mode).await? {
             LocalAnswer::Hit(v) => return Ok(v),
-            LocalAnswer::Degraded => return loader().map(Arc::new).map_err(LoadError::Loader),
+            LocalAnswer::Degraded => {
+                return loader().await.map(Arc::new).map_err(LoadError::Loader)
+            }
             LocalAnswer::Miss => {}
         }
-        self.load_through(target, plan, Some(key), loader)
+        self.load_through(target, plan, Some(key), loader).await
     }
 
     /// Caches a function result that depends on reads and tables (see [`CachedAs`](crate::CachedAs)).
-    pub fn cached_as(&self, deps: impl IntoIterator<Item = Dep>) -> crate::CachedAs<'_, C> {
+    pub fn cached_as(&self, deps: impl IntoIterator<Item = Dep>) -> crate::CachedAs<'_, C, M> {
         crate::CachedAs::new(self, deps.into_iter().collect())
     }
 
     /// The time-only cache (see [`Simple`](crate::Simple)).
-    pub fn simple(&self) -> crate::Simple<'_, C> {
+    pub fn simple(&self) -> crate::Simple<'_, C, M> {
         crate::Simple::new(self)
     }
 
@@ -932,7 +1047,7 @@ impl<C: Codec> Cache<C> {
 
     /// The read protocol, shared by every cached read: the local tier (if the plan uses it),
     /// then the shared tier (stamps read before the loader), then the loader and the store.
-    pub(crate) fn load_through<T, E, F>(
+    pub(crate) async fn load_through<T, E, F, Fut>(
         &self,
         target: Target<'_>,
         plan: Option<Arc<Plan>>,
@@ -941,16 +1056,18 @@ impl<C: Codec> Cache<C> {
     ) -> Result<Arc<T>, LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
-        F: FnOnce() -> Result<T, E>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
     {
         self.load_through_filling(target, plan, local_key, true, loader)
+            .await
             .map(|(v, _)| v)
     }
 
     /// [`load_through`](Cache::load_through), also saying whether the loader answered.
     /// With `fill` false, a loaded value is stored in no tier (transactions whose snapshot
     /// may predate an invalidation).
-    pub(crate) fn load_through_filling<T, E, F>(
+    pub(crate) async fn load_through_filling<T, E, F, Fut>(
         &self,
         target: Target<'_>,
         plan: Option<Arc<Plan>>,
@@ -960,19 +1077,13 @@ impl<C: Codec> Cache<C> {
     ) -> Result<(Arc<T>, Served), LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
-        F: FnOnce() -> Result<T, E>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
     {
-        let mut loader = Some(loader);
-        let mut load = move || match loader.take() {
-            Some(f) => f()
-                .map(|v| (Arc::new(v), Served::Loaded))
-                .map_err(LoadError::Loader),
-            // Every path that loads returns: a second call is a bug, not a user error.
-            None => unreachable!("the loader runs at most once"),
-        };
+        let mut loader = Loader(Some(loader));
         let Some(plan) = plan else {
             self.read_event(target, Outcome::Bypass);
-            return load();
+            return loader.load().await;
         };
         let local = self
             .inner
@@ -984,9 +1095,9 @@ impl<C: Codec> Cache<C> {
             Some(k) => k,
             None => {
                 let k = xxhash_rust::xxh3::xxh3_128(plan.entry.as_bytes());
-                match self.local_answer::<T>(target, k, plan.local)? {
+                match self.local_answer::<T>(target, k, plan.local).await? {
                     LocalAnswer::Hit(v) => return Ok((v, Served::Cached)),
-                    LocalAnswer::Degraded => return load(),
+                    LocalAnswer::Degraded => return loader.load().await,
                     LocalAnswer::Miss => {}
                 }
                 k
@@ -1004,10 +1115,10 @@ impl<C: Codec> Cache<C> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Some(token) = self.fetch_or_token::<T, E>(target, &plan)? else {
+            let Some(token) = self.fetch_or_token::<T, E>(target, &plan).await? else {
                 // Degraded: the store is unusable, the loader answers and nothing is stored.
                 self.read_event(target, Outcome::Degraded);
-                return load();
+                return loader.load().await;
             };
             let token = match token {
                 Fetched::Hit(v, token, weight) => {
@@ -1018,7 +1129,7 @@ impl<C: Codec> Cache<C> {
                 Fetched::Stale(_) if !fill => {
                     // A snapshot transaction may not fill the shared tiers, so it may not
                     // be the one that reloads: it reads for itself.
-                    let (value, _) = load()?;
+                    let (value, _) = loader.load().await?;
                     self.read_event(target, Outcome::Miss);
                     return Ok((value, Served::Loaded));
                 }
@@ -1038,6 +1149,7 @@ impl<C: Codec> Cache<C> {
                         .inner
                         .store
                         .try_lock(&plan, &owner, self.inner.lock_ttl)
+                        .await
                     {
                         Ok(true) => {}
                         Ok(false) => {
@@ -1052,10 +1164,10 @@ impl<C: Codec> Cache<C> {
                     }
                     let held = LockHeld {
                         cache: self,
-                        plan: &plan,
-                        owner,
+                        plan: plan.clone(),
+                        owner: Some(owner),
                     };
-                    let token = match self.inner.store.fetch(&plan, false) {
+                    let token = match self.inner.store.fetch(&plan, false).await {
                         Ok(Fetch::Miss(t)) => t,
                         Ok(_) => {
                             self.read_event(target, Outcome::Stale);
@@ -1067,11 +1179,11 @@ impl<C: Codec> Cache<C> {
                             return Ok((stale, Served::Stale));
                         }
                     };
-                    let (value, _) = load()?;
+                    let (value, _) = loader.load().await?;
                     self.read_event(target, Outcome::Miss);
                     let bytes = C::encode(&*value)?;
-                    let stored = self.inner.store.store(&plan, &token, &bytes);
-                    drop(held);
+                    let stored = self.inner.store.store(&plan, &token, &bytes).await;
+                    held.release().await;
                     leader.finish(value.clone());
                     match stored {
                         Ok(true) => keep_local(&value, token, bytes.len()),
@@ -1082,7 +1194,7 @@ impl<C: Codec> Cache<C> {
                 }
             };
             if !fill {
-                let (value, _) = load()?;
+                let (value, _) = loader.load().await?;
                 self.read_event(target, Outcome::Miss);
                 return Ok((value, Served::Loaded));
             }
@@ -1093,7 +1205,7 @@ impl<C: Codec> Cache<C> {
                 .join((plan.entry.clone(), token.0.clone()))
             {
                 Join::Leader(leader) => leader,
-                Join::Follower(flight) => match flight.wait(self.inner.flight_timeout) {
+                Join::Follower(flight) => match self.wait_flight(&flight).await {
                     Waited::Done(v) => match v.downcast::<T>() {
                         Ok(v) => {
                             self.read_event(target, Outcome::Joined);
@@ -1101,7 +1213,7 @@ impl<C: Codec> Cache<C> {
                         }
                         // Another call site cached another type under this read.
                         Err(_) => {
-                            let (value, _) = load()?;
+                            let (value, _) = loader.load().await?;
                             self.read_event(target, Outcome::Miss);
                             return Ok((value, Served::Loaded));
                         }
@@ -1109,7 +1221,7 @@ impl<C: Codec> Cache<C> {
                     Waited::Failed if self.inner.retry_failed && attempt < 3 => continue,
                     Waited::Failed => return Err(LoadError::Cache(Error::LoaderFailed)),
                     Waited::TimedOut => {
-                        let (value, _) = load()?;
+                        let (value, _) = loader.load().await?;
                         self.read_event(target, Outcome::Miss);
                         return Ok((value, Served::Loaded));
                     }
@@ -1118,12 +1230,12 @@ impl<C: Codec> Cache<C> {
             // Across processes too, when the profile asks for it.
             let mut held = None;
             if plan.lock {
-                match self.lock_or_wait(&plan)? {
+                match self.lock_or_wait(&plan).await? {
                     Locked::Owner(owner) => {
                         held = Some(LockHeld {
                             cache: self,
-                            plan: &plan,
-                            owner,
+                            plan: plan.clone(),
+                            owner: Some(owner),
                         })
                     }
                     Locked::Filled(hit, token) => {
@@ -1141,11 +1253,13 @@ impl<C: Codec> Cache<C> {
             }
             // On an error or a panic, dropping `held` unlocks and dropping `leader` fails
             // the flight (its followers retry).
-            let (value, _) = load()?;
+            let (value, _) = loader.load().await?;
             self.read_event(target, Outcome::Miss);
             let bytes = C::encode(&*value)?;
-            let stored = self.inner.store.store(&plan, &token, &bytes);
-            drop(held);
+            let stored = self.inner.store.store(&plan, &token, &bytes).await;
+            if let Some(held) = held {
+                held.release().await;
+            }
             leader.finish(value.clone());
             match stored {
                 Ok(true) => keep_local(&value, token, bytes.len()),
@@ -1158,7 +1272,7 @@ impl<C: Codec> Cache<C> {
 
     /// Step 1 of a read: a decoded hit, or the token of the stamps read for a miss; `None`
     /// when the store failed and the cache degrades.
-    fn fetch_or_token<T, E>(
+    async fn fetch_or_token<T, E>(
         &self,
         target: Target<'_>,
         plan: &Plan,
@@ -1166,9 +1280,10 @@ impl<C: Codec> Cache<C> {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        let fetched = self
-            .replay()
-            .and_then(|()| self.inner.store.fetch(plan, true));
+        let fetched = match self.replay().await {
+            Ok(()) => self.inner.store.fetch(plan, true).await,
+            Err(e) => Err(e),
+        };
         let token = match fetched {
             Ok(Fetch::Hit(bytes, token)) => match C::decode::<T>(bytes.payload()) {
                 Ok(v) => {
@@ -1181,7 +1296,7 @@ impl<C: Codec> Cache<C> {
                         key: &plan.entry,
                         error: &e,
                     });
-                    match self.inner.store.fetch(plan, false) {
+                    match self.inner.store.fetch(plan, false).await {
                         Ok(Fetch::Miss(t)) => Some(t),
                         Ok(Fetch::Hit(..) | Fetch::Stale(_)) => None,
                         Err(e) => {
@@ -1195,7 +1310,7 @@ impl<C: Codec> Cache<C> {
             Ok(Fetch::Stale(bytes)) => match C::decode::<T>(bytes.payload()) {
                 Ok(v) => return Ok(Some(Fetched::Stale(Arc::new(v)))),
                 // Undecodable: a plain miss.
-                Err(_) => match self.inner.store.fetch(plan, false) {
+                Err(_) => match self.inner.store.fetch(plan, false).await {
                     Ok(Fetch::Miss(t)) => Some(t),
                     Ok(_) => None,
                     Err(e) => {
@@ -1214,24 +1329,17 @@ impl<C: Codec> Cache<C> {
 
     /// Takes the cross-process lock of a miss, or waits for its holder to fill the entry.
     /// Gives up (and loads unlocked) after waiting twice the lock's lifetime.
-    fn lock_or_wait(&self, plan: &Plan) -> Result<Locked, Error> {
+    async fn lock_or_wait(&self, plan: &Plan) -> Result<Locked, Error> {
         let store = &self.inner.store;
         let ttl = self.inner.lock_ttl;
-        let owner = crate::keys::hash_hex(
-            format!(
-                "{:?}{:?}",
-                std::thread::current().id(),
-                std::time::Instant::now()
-            )
-            .as_bytes(),
-        );
+        let owner = lock_owner();
         let deadline = crate::store::later(std::time::Instant::now(), ttl.saturating_mul(2));
         loop {
-            match store.try_lock(plan, &owner, ttl) {
+            match store.try_lock(plan, &owner, ttl).await {
                 Ok(true) => {
                     // A holder may have filled it and unlocked just before: look once.
-                    if let Ok(Fetch::Hit(hit, token)) = store.fetch(plan, true) {
-                        let _ = store.unlock(plan, &owner, ttl);
+                    if let Ok(Fetch::Hit(hit, token)) = store.fetch(plan, true).await {
+                        let _ = store.unlock(plan, &owner, ttl).await;
                         return Ok(Locked::Filled(hit, token));
                     }
                     return Ok(Locked::Owner(owner));
@@ -1247,11 +1355,11 @@ impl<C: Codec> Cache<C> {
                 return Ok(Locked::GaveUp);
             }
             // Woken when the holder unlocks; at the latest when its lock may have expired.
-            if let Err(e) = store.wait_unlock(plan, left.min(ttl)) {
+            if let Err(e) = store.wait_unlock(plan, left.min(ttl)).await {
                 self.store_failed("lock wait", e)?;
                 return Ok(Locked::GaveUp);
             }
-            match store.fetch(plan, true) {
+            match store.fetch(plan, true).await {
                 Ok(Fetch::Hit(hit, token)) => return Ok(Locked::Filled(hit, token)),
                 Ok(Fetch::Miss(_) | Fetch::Stale(_)) => {}
                 Err(e) => {
@@ -1263,7 +1371,7 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Asks the local tier for `key`; confirms the entry with the store when its mode says so.
-    fn local_answer<T: Send + Sync + 'static>(
+    async fn local_answer<T: Send + Sync + 'static>(
         &self,
         target: Target<'_>,
         key: u128,
@@ -1278,11 +1386,15 @@ impl<C: Codec> Cache<C> {
                 Ok(LocalAnswer::Hit(v))
             }
             Lookup::Confirm(entry, v) => {
-                let confirmed = self.replay().and_then(|()| {
-                    self.inner
-                        .store
-                        .confirm(&entry.plan().stamps, entry.token())
-                });
+                let confirmed = match self.replay().await {
+                    Ok(()) => {
+                        self.inner
+                            .store
+                            .confirm(&entry.plan().stamps, entry.token())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
                 match confirmed {
                     Ok(valid) => {
                         local.confirmed(key, &entry, valid);
@@ -1302,6 +1414,15 @@ impl<C: Codec> Cache<C> {
             }
             Lookup::Miss => Ok(LocalAnswer::Miss),
         }
+    }
+
+    /// Waits for another caller's loader: blocking the thread, or yielding to the runtime.
+    async fn wait_flight<V: Clone>(&self, flight: &crate::flight::Flight<V>) -> Waited<V> {
+        #[cfg(feature = "tokio")]
+        if M::ASYNC {
+            return flight.wait_async(self.inner.flight_timeout).await;
+        }
+        flight.wait(self.inner.flight_timeout)
     }
 
     /// Counters of the tiers.
@@ -1347,7 +1468,7 @@ impl<C: Codec> Cache<C> {
 
     /// A handle whose invalidations do nothing (reads work as usual). For bulk loads and
     /// writes whose effects you invalidate yourself.
-    pub fn no_invalidation(&self) -> Cache<C> {
+    pub fn no_invalidation(&self) -> Cache<C, M> {
         Cache {
             invalidates: false,
             ..self.clone()
@@ -1356,32 +1477,48 @@ impl<C: Codec> Cache<C> {
 
     /// A handle whose invalidations are for writes on database `alias` (it matters only with
     /// a computed prefix).
-    pub fn using(&self, alias: &str) -> Cache<C> {
+    pub fn using(&self, alias: &str) -> Cache<C, M> {
         Cache {
             write_db: Arc::from(alias),
             ..self.clone()
         }
     }
 
-    /// Invalidates every cached read that row `row` of `table` can affect.
-    pub fn invalidate_obj<R: Serialize + ?Sized>(&self, table: &str, row: &R) -> Result<(), Error> {
-        self.invalidate_rows(table, [Row::from_serialize(row)?])
-    }
-
-    /// Invalidates every cached read that any of `rows` can affect, in one call.
-    pub fn invalidate_rows(
+    /// Invalidates what `rows` of `table` can affect, then stores the saved row of a
+    /// profile's `cache_on_save` (the core of every write operation of both front ends).
+    pub(crate) async fn written(
         &self,
         table: &str,
-        rows: impl IntoIterator<Item = Row>,
+        rows: Vec<Row>,
+        saved: Option<Saved>,
     ) -> Result<(), Error> {
+        if self.active() && !rows.is_empty() {
+            self.apply(self.rows_backlog(table, &rows)).await?;
+        }
+        match saved {
+            Some(saved) => self.store_saved(saved).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Invalidates every cached read of a table.
+    pub(crate) async fn model(&self, table: &str) -> Result<(), Error> {
         if !self.active() {
             return Ok(());
         }
-        let rows: Vec<Row> = rows.into_iter().collect();
-        if rows.is_empty() {
+        self.apply(self.table_backlog(table)).await
+    }
+
+    /// Invalidates everything this cache (prefix and version) has stored.
+    pub(crate) async fn everything(&self) -> Result<(), Error> {
+        if !self.active() {
             return Ok(());
         }
-        self.apply(self.rows_backlog(table, &rows))
+        self.apply(Backlog {
+            all: true,
+            ..Backlog::default()
+        })
+        .await
     }
 
     /// The invalidation of rows of `table`, ready to send or queue.
@@ -1407,61 +1544,6 @@ impl<C: Codec> Cache<C> {
         b
     }
 
-    /// A row was inserted.
-    pub fn on_insert<R: Serialize + ?Sized>(&self, table: &str, new: &R) -> Result<(), Error> {
-        self.invalidate_obj(table, new)?;
-        self.cache_on_save(table, new)
-    }
-
-    /// A row was updated: reads matching the old or the new version die.
-    pub fn on_update<R: Serialize + ?Sized>(
-        &self,
-        table: &str,
-        old: &R,
-        new: &R,
-    ) -> Result<(), Error> {
-        self.invalidate_rows(table, Row::images_of_update(old, new)?)?;
-        self.cache_on_save(table, new)
-    }
-
-    /// A row was deleted.
-    pub fn on_delete<R: Serialize + ?Sized>(&self, table: &str, old: &R) -> Result<(), Error> {
-        self.invalidate_obj(table, old)
-    }
-
-    /// Many rows were updated (old and new images), invalidated in one call.
-    pub fn invalidated_update<'r, R: Serialize + 'r>(
-        &self,
-        table: &str,
-        changes: impl IntoIterator<Item = (&'r R, &'r R)>,
-    ) -> Result<(), Error> {
-        self.invalidate_rows(table, Row::images_of_changes(changes)?)
-    }
-
-    /// Invalidates every cached read of a table.
-    pub fn invalidate_model(&self, table: &str) -> Result<(), Error> {
-        if !self.active() {
-            return Ok(());
-        }
-        self.apply(self.table_backlog(table))
-    }
-
-    /// Invalidates everything this cache (prefix and version) has stored.
-    pub fn invalidate_all(&self) -> Result<(), Error> {
-        if !self.active() {
-            return Ok(());
-        }
-        self.apply(Backlog {
-            all: true,
-            ..Backlog::default()
-        })
-    }
-
-    /// Sends queued invalidations now. Reads and writes do this by themselves first.
-    pub fn flush_pending(&self) -> Result<(), Error> {
-        self.replay()
-    }
-
     /// Number of invalidations queued because the store was unavailable.
     pub fn pending_invalidations(&self) -> usize {
         self.inner.pending.len()
@@ -1484,16 +1566,21 @@ impl<C: Codec> Cache<C> {
             .collect()
     }
 
-    /// Stores a saved row under the key of a `get` by the profile's `cache_on_save` field.
-    fn cache_on_save<R: Serialize + ?Sized>(&self, table: &str, new: &R) -> Result<(), Error> {
+    /// What a profile's `cache_on_save` stores for a saved row: the plan of a `get` by its
+    /// field, and the encoded row. `None` when the profile does not ask for it.
+    pub(crate) fn saved<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        new: &R,
+    ) -> Result<Option<Saved>, Error> {
         let Some(profile) = self.inner.profiles.get(table) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(field) = &profile.cache_on_save else {
-            return Ok(());
+            return Ok(None);
         };
         if !self.inner.enabled {
-            return Ok(());
+            return Ok(None);
         }
         let row = Row::from_serialize(new)?;
         let Some(value) = row.get(field) else {
@@ -1505,13 +1592,23 @@ impl<C: Codec> Cache<C> {
             .filter(Cond::eq(field.as_str(), value.clone()))
             .db(&*self.write_db);
         let Some(plan) = self.plan_read(&read) else {
-            return Ok(());
+            return Ok(None);
         };
-        let bytes = C::encode(new)?;
-        let stored = self.inner.store.fetch(&plan, false).and_then(|f| match f {
-            Fetch::Miss(token) => self.inner.store.store(&plan, &token, &bytes),
-            Fetch::Hit(..) | Fetch::Stale(_) => Ok(false),
-        });
+        Ok(Some(Saved {
+            plan,
+            bytes: C::encode(new)?,
+        }))
+    }
+
+    /// Stores a saved row (see [`saved`](Cache::saved)) under fresh stamps.
+    async fn store_saved(&self, saved: Saved) -> Result<(), Error> {
+        let Saved { plan, bytes } = saved;
+        let store = &self.inner.store;
+        let stored = match store.fetch(&plan, false).await {
+            Ok(Fetch::Miss(token)) => store.store(&plan, &token, &bytes).await,
+            Ok(Fetch::Hit(..) | Fetch::Stale(_)) => Ok(false),
+            Err(e) => Err(e),
+        };
         match stored {
             Ok(_) => Ok(()),
             Err(e) => self.store_failed("cache_on_save", e),
@@ -1519,8 +1616,12 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Sends a backlog (after anything queued before it); queues it if the store fails.
-    pub(crate) fn apply(&self, b: Backlog) -> Result<(), Error> {
-        match self.replay().and_then(|()| self.send(&b)) {
+    pub(crate) async fn apply(&self, b: Backlog) -> Result<(), Error> {
+        let sent = match self.replay().await {
+            Ok(()) => self.send(&b).await,
+            Err(e) => Err(e),
+        };
+        match sent {
             Ok(()) => {
                 self.invalidation_events(&b, false);
                 Ok(())
@@ -1540,14 +1641,16 @@ impl<C: Codec> Cache<C> {
 
     /// Sends a backlog to the store, and applies what it deleted to the local tier before
     /// returning (a process reads its own writes).
-    fn send(&self, b: &Backlog) -> Result<(), Error> {
+    async fn send(&self, b: &Backlog) -> Result<(), Error> {
         let store = &self.inner.store;
         let local = self.inner.local.as_ref();
         if b.all {
-            store.invalidate_all(
-                &self.inner.keys.scan_pattern(),
-                &self.inner.keys.meta_marker(),
-            )?;
+            store
+                .invalidate_all(
+                    &self.inner.keys.scan_pattern(),
+                    &self.inner.keys.meta_marker(),
+                )
+                .await?;
             if let Some(l) = local {
                 l.flush();
             }
@@ -1555,34 +1658,39 @@ impl<C: Codec> Cache<C> {
         }
         if !b.tables.is_empty() {
             let gens: Vec<String> = b.tables.keys().cloned().collect();
-            store.invalidate_tables(&gens)?;
+            store.invalidate_tables(&gens).await?;
             if let Some(l) = local {
                 l.stamps_changed(gens.iter().map(String::as_str));
             }
         }
         if !b.rows.is_empty() {
             let batches: Vec<(TableKeys, Vec<EncodedRow>)> = b.rows.values().cloned().collect();
-            let deleted = store.invalidate_rows(&batches)?;
+            let deleted = store.invalidate_rows(&batches).await?;
             if let Some(l) = local {
                 l.stamps_changed(deleted.iter().map(String::as_str));
             }
         }
         if !b.keys.is_empty() {
             let keys: Vec<String> = b.keys.iter().cloned().collect();
-            store.delete(&keys)?;
+            store.delete(&keys).await?;
         }
         Ok(())
     }
 
     /// Replays queued invalidations; on failure they stay queued.
-    fn replay(&self) -> Result<(), Error> {
-        let sent = self
+    pub(crate) async fn replay(&self) -> Result<(), Error> {
+        let Some(replay) = self
             .inner
             .pending
-            .replay(self.inner.pending_limit, |b| self.send(b))?;
-        if sent > 0 {
-            self.emit(&Event::Replayed { items: sent });
-        }
+            .begin_replay(self.inner.pending_limit)
+            .await
+        else {
+            return Ok(());
+        };
+        // On failure (or if this future is dropped) the backlog goes back to the queue.
+        self.send(replay.backlog()).await?;
+        let items = replay.sent();
+        self.emit(&Event::Replayed { items });
         Ok(())
     }
 
@@ -1645,9 +1753,68 @@ impl<C: Codec> Cache<C> {
             Err(error)
         }
     }
+}
 
-    /// Replays queued invalidations before a simple-cache operation.
-    pub(crate) fn replay_first(&self) -> Result<(), Error> {
-        self.replay()
+impl<C: Codec> Cache<C, Blocking> {
+    // ---------------------------------------------------------------- writes
+
+    /// Invalidates every cached read that row `row` of `table` can affect.
+    pub fn invalidate_obj<R: Serialize + ?Sized>(&self, table: &str, row: &R) -> Result<(), Error> {
+        self.invalidate_rows(table, [Row::from_serialize(row)?])
+    }
+
+    /// Invalidates every cached read that any of `rows` can affect, in one call.
+    pub fn invalidate_rows(
+        &self,
+        table: &str,
+        rows: impl IntoIterator<Item = Row>,
+    ) -> Result<(), Error> {
+        block_on(self.written(table, rows.into_iter().collect(), None))
+    }
+
+    /// A row was inserted.
+    pub fn on_insert<R: Serialize + ?Sized>(&self, table: &str, new: &R) -> Result<(), Error> {
+        let rows = vec![Row::from_serialize(new)?];
+        block_on(self.written(table, rows, self.saved(table, new)?))
+    }
+
+    /// A row was updated: reads matching the old or the new version die.
+    pub fn on_update<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        old: &R,
+        new: &R,
+    ) -> Result<(), Error> {
+        let rows = Row::images_of_update(old, new)?.into();
+        block_on(self.written(table, rows, self.saved(table, new)?))
+    }
+
+    /// A row was deleted.
+    pub fn on_delete<R: Serialize + ?Sized>(&self, table: &str, old: &R) -> Result<(), Error> {
+        self.invalidate_obj(table, old)
+    }
+
+    /// Many rows were updated (old and new images), invalidated in one call.
+    pub fn invalidated_update<'r, R: Serialize + 'r>(
+        &self,
+        table: &str,
+        changes: impl IntoIterator<Item = (&'r R, &'r R)>,
+    ) -> Result<(), Error> {
+        self.invalidate_rows(table, Row::images_of_changes(changes)?)
+    }
+
+    /// Invalidates every cached read of a table.
+    pub fn invalidate_model(&self, table: &str) -> Result<(), Error> {
+        block_on(self.model(table))
+    }
+
+    /// Invalidates everything this cache (prefix and version) has stored.
+    pub fn invalidate_all(&self) -> Result<(), Error> {
+        block_on(self.everything())
+    }
+
+    /// Sends queued invalidations now. Reads and writes do this by themselves first.
+    pub fn flush_pending(&self) -> Result<(), Error> {
+        block_on(self.replay())
     }
 }

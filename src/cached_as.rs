@@ -5,8 +5,14 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cache::{Cache, Deps};
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::block::block_on;
+use crate::cache::{ready_loader, unwrap_arc, Cache, Deps};
 use crate::codec::Codec;
+use crate::front::{Async, Blocking, Front};
+use crate::store::Plan;
 use crate::error::{Error, LoadError};
 use crate::event::Target;
 use crate::read::Dep;
@@ -29,8 +35,8 @@ use crate::read::Dep;
 ///     .unwrap();
 /// assert_eq!(total, 42);
 /// ```
-pub struct CachedAs<'c, C: Codec> {
-    cache: &'c Cache<C>,
+pub struct CachedAs<'c, C: Codec, M: Front = Blocking> {
+    cache: &'c Cache<C, M>,
     deps: Vec<Dep>,
     name: String,
     args: Result<Vec<u8>, Error>,
@@ -38,8 +44,8 @@ pub struct CachedAs<'c, C: Codec> {
     timeout: Option<Duration>,
 }
 
-impl<'c, C: Codec> CachedAs<'c, C> {
-    pub(crate) fn new(cache: &'c Cache<C>, deps: Vec<Dep>) -> Self {
+impl<'c, C: Codec, M: Front> CachedAs<'c, C, M> {
+    pub(crate) fn new(cache: &'c Cache<C, M>, deps: Vec<Dep>) -> Self {
         CachedAs {
             cache,
             deps,
@@ -71,29 +77,12 @@ impl<'c, C: Codec> CachedAs<'c, C> {
         self
     }
 
-    /// Returns the cached result or runs `f` and caches it.
-    pub fn get_or_load<T, F>(self, f: F) -> Result<T, Error>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> T,
-    {
-        self.try_get_or_load(crate::error::infallible(f))
-            .map_err(LoadError::into_cache_error)
-    }
-
-    /// Like [`get_or_load`](CachedAs::get_or_load) with a function that can fail.
-    pub fn try_get_or_load<T, E, F>(self, f: F) -> Result<T, LoadError<E>>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        F: FnOnce() -> Result<T, E>,
-    {
-        let args = self.args.map_err(LoadError::Cache)?;
+    /// The entry's plan (`None`: the cache is off, the function just runs).
+    fn plan(&mut self) -> Result<Option<Arc<Plan>>, Error> {
+        let args = std::mem::replace(&mut self.args, Ok(Vec::new()))?;
         let cache = self.cache;
-        let target = Target::Func { name: &self.name };
         if !cache.inner.enabled {
-            return cache
-                .load_through(target, None, None, f)
-                .map(crate::cache::unwrap_arc);
+            return Ok(None);
         }
         let profiles = &cache.inner.profiles;
         let mut deps = Deps::default();
@@ -112,14 +101,72 @@ impl<'c, C: Codec> CachedAs<'c, C> {
                 Dep::Table(t) => cache.add_table(t, db, &mut deps),
             }
         }
-        Cache::<C>::describe(&mut deps, self.name.as_bytes());
-        Cache::<C>::describe(&mut deps, &args);
-        Cache::<C>::describe(&mut deps, self.extra.as_bytes());
+        Cache::<C, M>::describe(&mut deps, self.name.as_bytes());
+        Cache::<C, M>::describe(&mut deps, &args);
+        Cache::<C, M>::describe(&mut deps, self.extra.as_bytes());
         let ttl = timeout.unwrap_or_else(|| profiles.get_or_default("").timeout);
         let ttl = ttl.min(Duration::from_secs(10 * 365 * 24 * 3600));
         let plan = deps.into_plan(&cache.inner.keys, ttl, cache.default_local());
-        cache
-            .load_through(target, Some(std::sync::Arc::new(plan)), None, f)
-            .map(crate::cache::unwrap_arc)
+        Ok(Some(Arc::new(plan)))
+    }
+
+    /// The shared core of both front ends.
+    async fn run<T, E, F, Fut>(mut self, f: F) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let plan = self.plan().map_err(LoadError::Cache)?;
+        let target = Target::Func { name: &self.name };
+        self.cache
+            .load_through(target, plan, None, f)
+            .await
+            .map(unwrap_arc)
+    }
+}
+
+impl<C: Codec> CachedAs<'_, C, Blocking> {
+    /// Returns the cached result or runs `f` and caches it.
+    pub fn get_or_load<T, F>(self, f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> T,
+    {
+        self.try_get_or_load(crate::error::infallible(f))
+            .map_err(LoadError::into_cache_error)
+    }
+
+    /// Like [`get_or_load`](CachedAs::get_or_load) with a function that can fail.
+    pub fn try_get_or_load<T, E, F>(self, f: F) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Result<T, E>,
+    {
+        block_on(self.run(ready_loader(f)))
+    }
+}
+
+impl<C: Codec> CachedAs<'_, C, Async> {
+    /// Async [`CachedAs::get_or_load`], with an async function.
+    pub async fn get_or_load<T, F, Fut>(self, f: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        self.run(move || async move { Ok::<T, std::convert::Infallible>(f().await) })
+            .await
+            .map_err(LoadError::into_cache_error)
+    }
+
+    /// Async [`CachedAs::try_get_or_load`], with an async function.
+    pub async fn try_get_or_load<T, E, F, Fut>(self, f: F) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run(f).await
     }
 }

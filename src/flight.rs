@@ -24,7 +24,11 @@ enum State<V> {
 /// One loader in progress.
 pub(crate) struct Flight<V> {
     state: Mutex<State<V>>,
+    /// Wakes blocking followers.
     cv: Condvar,
+    /// Wakes async followers (tasks must not block a runtime thread on `cv`).
+    #[cfg(all(feature = "tokio", not(loom)))]
+    notify: tokio::sync::Notify,
 }
 
 /// What a follower got.
@@ -69,6 +73,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
         let flight = Arc::new(Flight {
             state: Mutex::new(State::Running),
             cv: Condvar::new(),
+            #[cfg(all(feature = "tokio", not(loom)))]
+            notify: tokio::sync::Notify::new(),
         });
         map.insert(key.clone(), flight.clone());
         Join::Leader(Leader {
@@ -114,6 +120,8 @@ impl<K: Hash + Eq + Clone, V: Clone> Leader<K, V> {
         }
         *self.flight.state.lock() = outcome;
         self.flight.cv.notify_all();
+        #[cfg(all(feature = "tokio", not(loom)))]
+        self.flight.notify.notify_waiters();
     }
 }
 
@@ -141,6 +149,36 @@ impl<V: Clone> Flight<V> {
                 if let State::Running = &*st {
                     return Waited::TimedOut;
                 }
+            }
+        }
+    }
+}
+
+#[cfg(all(feature = "tokio", not(loom)))]
+impl<V: Clone> Flight<V> {
+    /// What the flight ended with, if it has.
+    fn outcome(&self) -> Option<Waited<V>> {
+        match &*self.state.lock() {
+            State::Done(v) => Some(Waited::Done(v.clone())),
+            State::Failed => Some(Waited::Failed),
+            State::Running => None,
+        }
+    }
+
+    /// [`wait`](Flight::wait) for tasks: yields instead of blocking the thread. The leader
+    /// need not be polled for this to end: finishing or dropping its guard wakes it.
+    pub async fn wait_async(&self, timeout: Duration) -> Waited<V> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the state is read, so an end in between still wakes us.
+            notified.as_mut().enable();
+            if let Some(outcome) = self.outcome() {
+                return outcome;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.outcome().unwrap_or(Waited::TimedOut);
             }
         }
     }
@@ -199,5 +237,38 @@ mod tests {
             panic!()
         };
         assert_eq!(f.wait(Duration::from_millis(30)), Waited::TimedOut);
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn async_followers_wake_when_the_leader_ends_or_is_dropped() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let flights: Flights<u8, u32> = Flights::default();
+            let Join::Leader(leader) = flights.join(1) else {
+                panic!()
+            };
+            let Join::Follower(f) = flights.join(1) else {
+                panic!()
+            };
+            // The leader is never polled: it is a guard, dropped by another task.
+            let t = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(leader);
+            });
+            assert_eq!(f.wait_async(Duration::from_secs(5)).await, Waited::Failed);
+            t.await.unwrap();
+            let _leader = flights.join(2);
+            let Join::Follower(f) = flights.join(2) else {
+                panic!()
+            };
+            assert_eq!(
+                f.wait_async(Duration::from_millis(20)).await,
+                Waited::TimedOut
+            );
+        });
     }
 }

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod argkey;
+mod block;
 mod cache;
 mod cached_as;
 pub mod codec;
@@ -40,6 +41,7 @@ pub mod dnf;
 mod error;
 mod event;
 mod flight;
+pub mod front;
 pub mod keys;
 mod local;
 mod pending;
@@ -53,7 +55,7 @@ mod store;
 mod sync;
 mod value;
 
-pub use cache::{Answer, Builder, Cache, Stats};
+pub use cache::{Answer, AsyncCache, Builder, Cache, Stats};
 pub use cached_as::CachedAs;
 pub use codec::{Bitcode, Codec, DefaultCodec};
 pub use cond::{Cond, FieldRef};
@@ -65,6 +67,6 @@ pub use prepared::Prepared;
 pub use profile::{Op, Ops, Profile, Profiles};
 pub use read::{Dep, Force, Read};
 pub use row::Row;
-pub use scope::{Isolation, Scope};
+pub use scope::{AsyncScope, Isolation, Scope};
 pub use simple::Simple;
 pub use value::Value;

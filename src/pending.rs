@@ -87,7 +87,44 @@ impl Backlog {
 pub(crate) struct Pending {
     queued: AtomicBool,
     backlog: Mutex<Backlog>,
-    replaying: Mutex<()>,
+    /// Held for a whole replay (across I/O, so an async-aware lock).
+    replaying: tokio::sync::Mutex<()>,
+}
+
+/// A replay in progress: its backlog, returned to the queue unless it was sent.
+pub(crate) struct Replay<'a> {
+    pending: &'a Pending,
+    backlog: Backlog,
+    sent: bool,
+    limit: usize,
+    _one_at_a_time: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Replay<'_> {
+    /// What to send.
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
+    }
+
+    /// It was sent: returns how many items.
+    pub fn sent(mut self) -> usize {
+        self.sent = true;
+        let n = self.backlog.len();
+        let q = self.pending.backlog.lock();
+        self.pending
+            .queued
+            .store(!q.is_empty(), Ordering::Release);
+        n
+    }
+}
+
+impl Drop for Replay<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.pending
+                .push(std::mem::take(&mut self.backlog), self.limit);
+        }
+    }
 }
 
 impl Pending {
@@ -103,32 +140,26 @@ impl Pending {
         self.queued.store(!q.is_empty(), Ordering::Release);
     }
 
-    /// Sends everything queued with `send`; on failure it stays queued. Returns how many
-    /// items were sent.
-    pub fn replay<E>(
-        &self,
-        limit: usize,
-        send: impl FnOnce(&Backlog) -> Result<(), E>,
-    ) -> Result<usize, E> {
+    /// Takes everything queued for sending, waiting for a replay in progress first (the
+    /// caller must not read before it ends). `None` when nothing is queued. The backlog goes
+    /// back to the queue unless [`Replay::sent`] is called, also if the caller is dropped
+    /// (a cancelled future): nothing is lost.
+    pub async fn begin_replay(&self, limit: usize) -> Option<Replay<'_>> {
         if !self.any() {
-            return Ok(0);
+            return None;
         }
-        let _one_at_a_time = self.replaying.lock();
+        let one_at_a_time = self.replaying.lock().await;
         let backlog = std::mem::take(&mut *self.backlog.lock());
         if backlog.is_empty() {
-            return Ok(0);
+            return None;
         }
-        match send(&backlog) {
-            Ok(()) => {
-                let q = self.backlog.lock();
-                self.queued.store(!q.is_empty(), Ordering::Release);
-                Ok(backlog.len())
-            }
-            Err(e) => {
-                self.push(backlog, limit);
-                Err(e)
-            }
-        }
+        Some(Replay {
+            pending: self,
+            backlog,
+            sent: false,
+            limit,
+            _one_at_a_time: one_at_a_time,
+        })
     }
 
     /// Number of queued items.
@@ -201,12 +232,11 @@ mod tests {
     }
 
     fn take(p: &Pending) -> Backlog {
-        let mut out = Backlog::default();
-        p.replay(10, |b| {
-            out = b.clone();
-            Ok::<(), ()>(())
-        })
-        .unwrap();
+        let Some(r) = crate::block::block_on(p.begin_replay(10)) else {
+            return Backlog::default();
+        };
+        let out = r.backlog().clone();
+        r.sent();
         out
     }
 
@@ -214,7 +244,8 @@ mod tests {
     fn failed_replays_keep_everything_queued() {
         let p = Pending::default();
         p.push(rows("a", 2), 10);
-        assert!(p.replay(10, |_| Err(())).is_err());
+        // Not sent (failed, or its future dropped): back in the queue.
+        drop(crate::block::block_on(p.begin_replay(10)));
         assert!(p.any());
         assert_eq!(p.len(), 2);
         assert_eq!(take(&p).rows["a:g"].1.len(), 2);

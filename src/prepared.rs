@@ -6,8 +6,12 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cache::{unwrap_arc, Cache};
+use std::future::Future;
+
+use crate::block::block_on;
+use crate::cache::{ready_loader, unwrap_arc, Cache};
 use crate::codec::Codec;
+use crate::front::{Async, Blocking, Front};
 use crate::error::{infallible, Error, LoadError};
 use crate::event::Target;
 use crate::local::LocalMode;
@@ -25,8 +29,8 @@ use crate::store::Plan;
 /// let title: String = hot.get_or_load(|| "from the database".to_string())?;
 /// # Ok::<(), stampcache::Error>(())
 /// ```
-pub struct Prepared<C: Codec> {
-    cache: Cache<C>,
+pub struct Prepared<C: Codec, M: Front = Blocking> {
+    cache: Cache<C, M>,
     table: String,
     op: Op,
     /// `None`: the read bypasses the cache.
@@ -36,9 +40,9 @@ pub struct Prepared<C: Codec> {
     mode: LocalMode,
 }
 
-impl<C: Codec> Cache<C> {
+impl<C: Codec, M: Front> Cache<C, M> {
     /// Plans `read` once for repeated use.
-    pub fn prepare(&self, read: &Read) -> Prepared<C> {
+    pub fn prepare(&self, read: &Read) -> Prepared<C, M> {
         let plan = self.plan_read(read);
         let key = match &plan {
             Some(p) => self
@@ -58,7 +62,25 @@ impl<C: Codec> Cache<C> {
     }
 }
 
-impl<C: Codec> Prepared<C> {
+impl<C: Codec, M: Front> Prepared<C, M> {
+    /// The shared core of both front ends.
+    async fn read<T, E, F, Fut>(&self, loader: F) -> Result<Arc<T>, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let target = Target::Table {
+            table: &self.table,
+            op: self.op,
+        };
+        self.cache
+            .read_planned(target, self.plan.clone(), self.key, self.mode, loader)
+            .await
+    }
+}
+
+impl<C: Codec> Prepared<C, Blocking> {
     /// [`Cache::get_or_load`] of the prepared read.
     pub fn get_or_load<T, F>(&self, loader: F) -> Result<T, Error>
     where
@@ -84,11 +106,40 @@ impl<C: Codec> Prepared<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
-        let target = Target::Table {
-            table: &self.table,
-            op: self.op,
-        };
-        self.cache
-            .read_planned(target, self.plan.clone(), self.key, self.mode, loader)
+        block_on(self.read(ready_loader(loader)))
+    }
+}
+
+impl<C: Codec> Prepared<C, Async> {
+    /// Async [`Prepared::get_or_load`].
+    pub async fn get_or_load<T, F, Fut>(&self, loader: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        self.get_or_load_arc(loader).await.map(unwrap_arc)
+    }
+
+    /// Async [`Prepared::get_or_load_arc`].
+    pub async fn get_or_load_arc<T, F, Fut>(&self, loader: F) -> Result<Arc<T>, Error>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        self.read(move || async move { Ok::<T, std::convert::Infallible>(loader().await) })
+            .await
+            .map_err(LoadError::into_cache_error)
+    }
+
+    /// Async [`Prepared::try_get_or_load_arc`].
+    pub async fn try_get_or_load_arc<T, E, F, Fut>(&self, loader: F) -> Result<Arc<T>, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.read(loader).await
     }
 }

@@ -6,13 +6,15 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::block::block_on;
 use crate::cache::Cache;
 use crate::codec::Codec;
+use crate::front::{Async, Blocking, Front};
 use crate::error::Error;
 use crate::event::{Event, Outcome, Target};
 use crate::pending::Backlog;
 
-/// Time-only caching, from [`Cache::simple`].
+/// Time-only caching, from [`Cache::simple`] (blocking) or [`AsyncCache::simple`](crate::AsyncCache) (async).
 ///
 /// ```
 /// use std::time::Duration;
@@ -25,54 +27,13 @@ use crate::pending::Backlog;
 /// let n: u32 = simple.cached("square", &7u32, Duration::from_secs(60), || 49).unwrap();
 /// assert_eq!(n, 49);
 /// ```
-pub struct Simple<'c, C: Codec> {
-    cache: &'c Cache<C>,
+pub struct Simple<'c, C: Codec, M: Front = Blocking> {
+    cache: &'c Cache<C, M>,
 }
 
-impl<'c, C: Codec> Simple<'c, C> {
-    pub(crate) fn new(cache: &'c Cache<C>) -> Self {
+impl<'c, C: Codec, M: Front> Simple<'c, C, M> {
+    pub(crate) fn new(cache: &'c Cache<C, M>) -> Self {
         Simple { cache }
-    }
-
-    /// The value under `key`, or [`Error::CacheMiss`] (also for bytes that do not decode, and,
-    /// when degrading, for an unavailable store).
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, Error> {
-        self.get_raw(Target::Simple { key }, &self.cache.inner.keys.simple(key))
-    }
-
-    /// Stores `value` under `key` for `timeout`.
-    pub fn set<T: Serialize + ?Sized>(
-        &self,
-        key: &str,
-        value: &T,
-        timeout: Duration,
-    ) -> Result<(), Error> {
-        self.set_raw(&self.cache.inner.keys.simple(key), value, timeout)
-    }
-
-    /// Deletes `key`; true if there was an entry.
-    pub fn delete(&self, key: &str) -> Result<bool, Error> {
-        self.delete_raw(self.cache.inner.keys.simple(key))
-    }
-
-    /// The result of `f` for these arguments, cached for `timeout` under `name` and `args`.
-    pub fn cached<A, T, F>(&self, name: &str, args: &A, timeout: Duration, f: F) -> Result<T, Error>
-    where
-        A: Serialize + ?Sized,
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> T,
-    {
-        let key = self.key(name, args)?;
-        match self.get_raw::<T>(Target::Func { name }, &key) {
-            Ok(v) => return Ok(v),
-            Err(Error::CacheMiss) => {}
-            Err(e) => return Err(e),
-        }
-        let value = f();
-        if self.cache.inner.enabled {
-            self.set_raw(&key, &value, timeout)?;
-        }
-        Ok(value)
     }
 
     /// The Redis key of one call of a cached function.
@@ -84,12 +45,19 @@ impl<'c, C: Codec> Simple<'c, C> {
             .call(name, crate::argkey::arg_key(args)?.as_bytes()))
     }
 
-    /// Forgets one call of a cached function; true if it was cached.
-    pub fn invalidate<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<bool, Error> {
-        self.delete_raw(self.key(name, args)?)
+    fn simple_key(&self, key: &str) -> String {
+        self.cache.inner.keys.simple(key)
     }
 
-    fn get_raw<T: DeserializeOwned>(
+    /// The encoded value, unless the cache is off (then nothing is stored).
+    fn encoded<T: Serialize + ?Sized>(&self, value: &T) -> Result<Option<Vec<u8>>, Error> {
+        if !self.cache.inner.enabled {
+            return Ok(None);
+        }
+        C::encode(value).map(Some)
+    }
+
+    async fn get_raw<T: DeserializeOwned>(
         &self,
         target: Target<'_>,
         redis_key: &str,
@@ -99,10 +67,11 @@ impl<'c, C: Codec> Simple<'c, C> {
             cache.read_event(target, Outcome::Bypass);
             return Err(Error::CacheMiss);
         }
-        let bytes = match cache
-            .replay_first()
-            .and_then(|()| cache.inner.store.get(redis_key))
-        {
+        let fetched = match cache.replay().await {
+            Ok(()) => cache.inner.store.get(redis_key).await,
+            Err(e) => Err(e),
+        };
+        let bytes = match fetched {
             Ok(b) => b,
             Err(e) => {
                 cache.store_failed("get", e)?;
@@ -130,42 +99,156 @@ impl<'c, C: Codec> Simple<'c, C> {
         }
     }
 
-    fn set_raw<T: Serialize + ?Sized>(
+    async fn set_raw(
         &self,
         redis_key: &str,
-        value: &T,
+        bytes: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<(), Error> {
-        let cache = self.cache;
-        if !cache.inner.enabled {
+        let Some(bytes) = bytes else {
             return Ok(());
-        }
-        let bytes = C::encode(value)?;
-        match cache
-            .replay_first()
-            .and_then(|()| cache.inner.store.set(redis_key, &bytes, timeout))
-        {
+        };
+        let cache = self.cache;
+        let stored = match cache.replay().await {
+            Ok(()) => cache.inner.store.set(redis_key, &bytes, timeout).await,
+            Err(e) => Err(e),
+        };
+        match stored {
             Ok(()) => Ok(()),
             Err(e) => cache.store_failed("set", e),
         }
     }
 
-    fn delete_raw(&self, redis_key: String) -> Result<bool, Error> {
+    async fn delete_raw(&self, redis_key: String) -> Result<bool, Error> {
         let cache = self.cache;
         if !cache.inner.enabled {
             return Ok(false);
         }
-        match cache
-            .replay_first()
-            .and_then(|()| cache.inner.store.delete(std::slice::from_ref(&redis_key)))
-        {
+        let deleted = match cache.replay().await {
+            Ok(()) => {
+                cache
+                    .inner
+                    .store
+                    .delete(std::slice::from_ref(&redis_key))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match deleted {
             Ok(deleted) => Ok(deleted),
             Err(_) => {
                 // Never lost: queue the delete like any invalidation.
                 let mut b = Backlog::default();
                 b.keys.insert(redis_key);
-                cache.apply(b).map(|()| false)
+                cache.apply(b).await.map(|()| false)
             }
         }
+    }
+
+    /// The cached call under `key`, or `None` on a miss.
+    async fn cached_hit<T: DeserializeOwned>(&self, name: &str, key: &str) -> Result<Option<T>, Error> {
+        match self.get_raw::<T>(Target::Func { name }, key).await {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::CacheMiss) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<C: Codec> Simple<'_, C, Blocking> {
+    /// The value under `key`, or [`Error::CacheMiss`] (also for bytes that do not decode, and,
+    /// when degrading, for an unavailable store).
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, Error> {
+        block_on(self.get_raw(Target::Simple { key }, &self.simple_key(key)))
+    }
+
+    /// Stores `value` under `key` for `timeout`.
+    pub fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        block_on(self.set_raw(&self.simple_key(key), self.encoded(value)?, timeout))
+    }
+
+    /// Deletes `key`; true if there was an entry.
+    pub fn delete(&self, key: &str) -> Result<bool, Error> {
+        block_on(self.delete_raw(self.simple_key(key)))
+    }
+
+    /// The result of `f` for these arguments, cached for `timeout` under `name` and `args`.
+    pub fn cached<A, T, F>(&self, name: &str, args: &A, timeout: Duration, f: F) -> Result<T, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        let key = self.key(name, args)?;
+        if let Some(v) = block_on(self.cached_hit(name, &key))? {
+            return Ok(v);
+        }
+        let value = f();
+        block_on(self.set_raw(&key, self.encoded(&value)?, timeout))?;
+        Ok(value)
+    }
+
+    /// Forgets one call of a cached function; true if it was cached.
+    pub fn invalidate<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<bool, Error> {
+        block_on(self.delete_raw(self.key(name, args)?))
+    }
+}
+
+impl<C: Codec> Simple<'_, C, Async> {
+    /// Async [`Simple::get`].
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, Error> {
+        self.get_raw(Target::Simple { key }, &self.simple_key(key))
+            .await
+    }
+
+    /// Async [`Simple::set`].
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let bytes = self.encoded(value)?;
+        self.set_raw(&self.simple_key(key), bytes, timeout).await
+    }
+
+    /// Async [`Simple::delete`].
+    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+        self.delete_raw(self.simple_key(key)).await
+    }
+
+    /// Async [`Simple::cached`], with an async function.
+    pub async fn cached<A, T, F, Fut>(
+        &self,
+        name: &str,
+        args: &A,
+        timeout: Duration,
+        f: F,
+    ) -> Result<T, Error>
+    where
+        A: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let key = self.key(name, args)?;
+        if let Some(v) = self.cached_hit(name, &key).await? {
+            return Ok(v);
+        }
+        let value = f().await;
+        let bytes = self.encoded(&value)?;
+        self.set_raw(&key, bytes, timeout).await?;
+        Ok(value)
+    }
+
+    /// Async [`Simple::invalidate`].
+    pub async fn invalidate<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<bool, Error> {
+        let key = self.key(name, args)?;
+        self.delete_raw(key).await
     }
 }

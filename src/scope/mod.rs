@@ -41,8 +41,12 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cache::{unwrap_arc, Cache, Served};
+use std::future::Future;
+
+use crate::block::block_on;
+use crate::cache::{ready_loader, unwrap_arc, Cache, Served};
 use crate::codec::{Codec, DefaultCodec};
+use crate::front::{Async, Blocking, Front};
 use crate::error::{Error, LoadError};
 use crate::event::{Outcome, Target};
 use crate::pending::Backlog;
@@ -102,8 +106,8 @@ type Chain = Layer<String, Arc<OverlayEntry>, Arc<Written>, Backlog>;
 
 /// A scope mirroring a database transaction (or a savepoint of one), from
 /// [`Cache::atomic`]. Dropping it without [`commit`](Scope::commit) rolls it back.
-pub struct Scope<C: Codec = DefaultCodec> {
-    cache: Cache<C>,
+pub struct Scope<C: Codec = DefaultCodec, M: Front = Blocking> {
+    cache: Cache<C, M>,
     layer: Arc<Chain>,
     isolation: Isolation,
     /// False on a `no_invalidation` view.
@@ -114,14 +118,14 @@ pub struct Scope<C: Codec = DefaultCodec> {
     rows_recorded: Arc<AtomicUsize>,
 }
 
-impl<C: Codec> Cache<C> {
+impl<C: Codec, M: Front> Cache<C, M> {
     /// Opens a scope for a `READ COMMITTED` transaction.
-    pub fn atomic(&self) -> Scope<C> {
+    pub fn atomic(&self) -> Scope<C, M> {
         self.atomic_with(Isolation::ReadCommitted)
     }
 
     /// Opens a scope for a transaction at `isolation`.
-    pub fn atomic_with(&self, isolation: Isolation) -> Scope<C> {
+    pub fn atomic_with(&self, isolation: Isolation) -> Scope<C, M> {
         Scope {
             cache: self.clone(),
             layer: Chain::root(),
@@ -133,9 +137,9 @@ impl<C: Codec> Cache<C> {
     }
 }
 
-impl<C: Codec> Scope<C> {
+impl<C: Codec, M: Front> Scope<C, M> {
     /// Opens a savepoint: a nested scope whose writes its parent sees once released.
-    pub fn savepoint(&self) -> Result<Scope<C>, Error> {
+    pub fn savepoint(&self) -> Result<Scope<C, M>, Error> {
         let layer = Chain::child(&self.layer).ok_or_else(finished)?;
         Ok(Scope {
             cache: self.cache.clone(),
@@ -148,7 +152,7 @@ impl<C: Codec> Scope<C> {
     }
 
     /// A view of this scope whose invalidations do nothing (its reads work as usual).
-    pub fn no_invalidation(&self) -> Scope<C> {
+    pub fn no_invalidation(&self) -> Scope<C, M> {
         Scope {
             cache: self.cache.clone(),
             layer: self.layer.clone(),
@@ -166,6 +170,210 @@ impl<C: Codec> Scope<C> {
 
     // ------------------------------------------------------------------ reads
 
+    /// A read inside the transaction: the overlay first, then (for tables the transaction
+    /// has not written) the shared tiers. The core of both front ends.
+    async fn read<T, E, F, Fut>(&self, read: &Read, loader: F) -> Result<Arc<T>, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let target = Target::Table {
+            table: read.table(),
+            op: read.op(),
+        };
+        let cache = &self.cache;
+        let Some(plan) = cache.plan_read(read) else {
+            return cache.load_through(target, None, None, loader).await;
+        };
+        match self.layer.lookup(&plan.entry) {
+            Found::Finished => return Err(LoadError::Cache(finished())),
+            Found::Entry(e) => {
+                if let Ok(v) = e.value.clone().downcast::<T>() {
+                    cache.read_event(target, Outcome::Overlay);
+                    return Ok(v);
+                }
+            }
+            Found::Absent => {}
+        }
+        let tables: Vec<&str> = plan.deps.iter().map(|(t, _)| t.as_str()).collect();
+        let read_committed = self.isolation == Isolation::ReadCommitted;
+        if self.layer.written(&tables) {
+            // Written in this transaction: the shared tiers may not see it, nor it them.
+            // Stamps are read first, as for any fill, so the entry can be promoted at commit.
+            let token = if read_committed {
+                match cache.inner.store.fetch(&plan, false).await {
+                    Ok(Fetch::Miss(t)) => Some(t),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let value = Arc::new(loader().await.map_err(LoadError::Loader)?);
+            cache.read_event(target, Outcome::Miss);
+            let promotable = match token {
+                Some(t) => Some((t, C::encode(&*value)?)),
+                None => None,
+            };
+            self.keep(&plan, value.clone(), promotable);
+            return Ok(value);
+        }
+        let (value, served) = cache
+            .load_through_filling(target, Some(plan.clone()), None, read_committed, loader)
+            .await?;
+        if served == Served::Loaded && !read_committed {
+            // Not in the shared tiers: keep it for the rest of the transaction.
+            self.keep(&plan, value.clone(), None);
+        }
+        Ok(value)
+    }
+
+    fn keep<T: Send + Sync + 'static>(
+        &self,
+        plan: &Arc<Plan>,
+        value: Arc<T>,
+        promotable: Option<(Token, Vec<u8>)>,
+    ) {
+        let entry = OverlayEntry {
+            value,
+            plan: plan.clone(),
+            promotable,
+        };
+        self.layer.insert(plan.entry.clone(), Arc::new(entry));
+    }
+
+    // ------------------------------------------------------------------ writes
+
+    /// Records written rows in the scope; returns a backlog to apply now only when the
+    /// scope is over (nothing defers it any more).
+    fn rows_written(&self, table: &str, rows: Vec<Row>) -> Option<Backlog> {
+        if rows.is_empty() || !self.invalidates {
+            return None;
+        }
+        // A transaction writing very many rows keeps whole tables instead of row images
+        // (as the pending queue does): bounded memory, and lookups stay cheap.
+        let seen = self.rows_recorded.fetch_add(rows.len(), Ordering::Relaxed) + rows.len();
+        if seen > self.cache.inner.pending_limit {
+            return self.table_written(table);
+        }
+        let backlog = self.cache.rows_backlog(table, &rows);
+        let written = Written::Rows {
+            table: table.to_owned(),
+            rows,
+        };
+        self.record(table, written, backlog)
+    }
+
+    /// Records a whole-table write (see [`rows_written`](Scope::rows_written)).
+    fn table_written(&self, table: &str) -> Option<Backlog> {
+        if !self.invalidates {
+            return None;
+        }
+        let backlog = self.cache.table_backlog(table);
+        self.record(table, Written::Table(table.to_owned()), backlog)
+    }
+
+    fn record(&self, table: &str, written: Written, backlog: Backlog) -> Option<Backlog> {
+        if !self.cache.inner.enabled {
+            return None;
+        }
+        self.layer
+            .record(Some(table), Arc::new(written), backlog)
+            .err()
+    }
+
+    /// Applies what a write could not defer.
+    async fn apply_late(&self, late: Option<Backlog>) -> Result<(), Error> {
+        match late {
+            Some(b) => self.cache.apply(b).await,
+            None => Ok(()),
+        }
+    }
+
+    // ------------------------------------------------------------------ ending
+
+    /// Discards the scope and its queued invalidations. Nothing is invalidated (unless its
+    /// transaction committed already: a savepoint still open at the root's commit was
+    /// committed with it, so its invalidations run now).
+    pub fn rollback(mut self) {
+        self.owner = false;
+        let late = self.layer.rollback();
+        self.apply_detached(late);
+    }
+
+    /// Applies items from a destructor or `rollback`, where nothing can be awaited: at once
+    /// (blocking), or queued and replayed on a spawned task (async; also before this
+    /// cache's next operation, so nothing is lost if the task cannot run).
+    fn apply_detached(&self, queue: Vec<Backlog>) {
+        let Some(all) = merged(queue) else {
+            return;
+        };
+        #[cfg(feature = "tokio")]
+        if M::ASYNC {
+            let inner = &self.cache.inner;
+            inner.pending.push(all, inner.pending_limit);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let cache = self.cache.clone();
+                rt.spawn(async move { cache.replay().await });
+            }
+            return;
+        }
+        let _ = block_on(self.cache.apply(all));
+    }
+
+    /// Ends the scope with a commit (the core of both front ends' `commit`).
+    async fn end_with_commit(&mut self) -> Result<(), Error> {
+        if !self.owner {
+            return Err(Error::Scope(
+                "only the scope itself can end it, not a view of it".into(),
+            ));
+        }
+        self.owner = false;
+        if self.layer_is_savepoint() {
+            let late = self.layer.release().map_err(|_| finished())?;
+            return self.apply(late).await;
+        }
+        let (queue, overlay) = self.layer.commit().map_err(|_| finished())?;
+        let applied = self.apply(queue).await;
+        if self.isolation == Isolation::ReadCommitted && applied.is_ok() {
+            for entry in overlay.values() {
+                if let Some((token, bytes)) = &entry.promotable {
+                    // Stored only if the stamps read before its loader are still current.
+                    let _ = self
+                        .cache
+                        .inner
+                        .store
+                        .store(&entry.plan, token, bytes)
+                        .await;
+                }
+            }
+        }
+        applied
+    }
+
+    fn layer_is_savepoint(&self) -> bool {
+        self.layer.has_parent()
+    }
+
+    /// Applies queued items as one backlog (as few round trips as the store allows).
+    async fn apply(&self, queue: Vec<Backlog>) -> Result<(), Error> {
+        match merged(queue) {
+            Some(all) => self.cache.apply(all).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Queued items as one backlog, or `None` when there is nothing.
+fn merged(queue: Vec<Backlog>) -> Option<Backlog> {
+    let mut all = Backlog::default();
+    for b in queue {
+        all.absorb(b);
+    }
+    (!all.is_empty()).then_some(all)
+}
+
+impl<C: Codec> Scope<C, Blocking> {
     /// [`Cache::get_or_load`] inside the transaction.
     pub fn get_or_load<T, F>(&self, read: &Read, loader: F) -> Result<T, Error>
     where
@@ -205,69 +413,8 @@ impl<C: Codec> Scope<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
-        let target = Target::Table {
-            table: read.table(),
-            op: read.op(),
-        };
-        let cache = &self.cache;
-        let Some(plan) = cache.plan_read(read) else {
-            return cache.load_through(target, None, None, loader);
-        };
-        match self.layer.lookup(&plan.entry) {
-            Found::Finished => return Err(LoadError::Cache(finished())),
-            Found::Entry(e) => {
-                if let Ok(v) = e.value.clone().downcast::<T>() {
-                    cache.read_event(target, Outcome::Overlay);
-                    return Ok(v);
-                }
-            }
-            Found::Absent => {}
-        }
-        let tables: Vec<&str> = plan.deps.iter().map(|(t, _)| t.as_str()).collect();
-        let read_committed = self.isolation == Isolation::ReadCommitted;
-        if self.layer.written(&tables) {
-            // Written in this transaction: the shared tiers may not see it, nor it them.
-            // Stamps are read first, as for any fill, so the entry can be promoted at commit.
-            let token = read_committed
-                .then(|| cache.inner.store.fetch(&plan, false).ok())
-                .flatten()
-                .and_then(|f| match f {
-                    Fetch::Miss(t) => Some(t),
-                    Fetch::Hit(..) | Fetch::Stale(_) => None,
-                });
-            let value = Arc::new(loader().map_err(LoadError::Loader)?);
-            cache.read_event(target, Outcome::Miss);
-            let promotable = match token {
-                Some(t) => Some((t, C::encode(&*value)?)),
-                None => None,
-            };
-            self.keep(&plan, value.clone(), promotable);
-            return Ok(value);
-        }
-        let (value, served) =
-            cache.load_through_filling(target, Some(plan.clone()), None, read_committed, loader)?;
-        if served == Served::Loaded && !read_committed {
-            // Not in the shared tiers: keep it for the rest of the transaction.
-            self.keep(&plan, value.clone(), None);
-        }
-        Ok(value)
+        block_on(self.read(read, ready_loader(loader)))
     }
-
-    fn keep<T: Send + Sync + 'static>(
-        &self,
-        plan: &Arc<Plan>,
-        value: Arc<T>,
-        promotable: Option<(Token, Vec<u8>)>,
-    ) {
-        let entry = OverlayEntry {
-            value,
-            plan: plan.clone(),
-            promotable,
-        };
-        self.layer.insert(plan.entry.clone(), Arc::new(entry));
-    }
-
-    // ------------------------------------------------------------------ writes
 
     /// [`Cache::invalidate_obj`], deferred to the outermost commit.
     pub fn invalidate_obj<R: Serialize + ?Sized>(&self, table: &str, row: &R) -> Result<(), Error> {
@@ -280,22 +427,8 @@ impl<C: Codec> Scope<C> {
         table: &str,
         rows: impl IntoIterator<Item = Row>,
     ) -> Result<(), Error> {
-        let rows: Vec<Row> = rows.into_iter().collect();
-        if rows.is_empty() || !self.invalidates {
-            return Ok(());
-        }
-        // A transaction writing very many rows keeps whole tables instead of row images
-        // (as the pending queue does): bounded memory, and lookups stay cheap.
-        let seen = self.rows_recorded.fetch_add(rows.len(), Ordering::Relaxed) + rows.len();
-        if seen > self.cache.inner.pending_limit {
-            return self.invalidate_model(table);
-        }
-        let backlog = self.cache.rows_backlog(table, &rows);
-        let written = Written::Rows {
-            table: table.to_owned(),
-            rows,
-        };
-        self.record(table, written, backlog)
+        let late = self.rows_written(table, rows.into_iter().collect());
+        block_on(self.apply_late(late))
     }
 
     /// A row was inserted (see [`Cache::on_insert`]).
@@ -329,97 +462,137 @@ impl<C: Codec> Scope<C> {
 
     /// Every read of a table, deferred to the outermost commit.
     pub fn invalidate_model(&self, table: &str) -> Result<(), Error> {
-        if !self.invalidates {
-            return Ok(());
-        }
-        let backlog = self.cache.table_backlog(table);
-        self.record(table, Written::Table(table.to_owned()), backlog)
+        block_on(self.apply_late(self.table_written(table)))
     }
-
-    fn record(&self, table: &str, written: Written, backlog: Backlog) -> Result<(), Error> {
-        if !self.cache.inner.enabled {
-            return Ok(());
-        }
-        match self.layer.record(Some(table), Arc::new(written), backlog) {
-            Ok(()) => Ok(()),
-            // The scope is over: nothing defers it any more.
-            Err(backlog) => self.cache.apply(backlog),
-        }
-    }
-
-    // ------------------------------------------------------------------ ending
 
     /// Commits: a savepoint merges into its parent; the outermost scope runs the queued
     /// invalidations and promotes what it can. Call it after the database commit.
     pub fn commit(mut self) -> Result<(), Error> {
-        self.end_with_commit()
+        block_on(self.end_with_commit())
     }
 
     /// The same as [`commit`](Scope::commit) (the word savepoints use).
     pub fn release(self) -> Result<(), Error> {
         self.commit()
     }
+}
 
-    /// Discards the scope and its queued invalidations. Nothing is invalidated (unless its
-    /// transaction committed already: a savepoint still open at the root's commit was
-    /// committed with it, so its invalidations run now).
-    pub fn rollback(mut self) {
-        self.owner = false;
-        let late = self.layer.rollback();
-        let _ = self.apply(late);
+/// The async front end of a scope, from [`AsyncCache::atomic`](crate::AsyncCache): the
+/// same overlays and deferral as [`Scope`], with `async` reads, writes and commit.
+pub type AsyncScope<C = DefaultCodec> = Scope<C, Async>;
+
+impl<C: Codec> Scope<C, Async> {
+    /// Async [`Scope::get_or_load`], with an async loader.
+    pub async fn get_or_load<T, F, Fut>(&self, read: &Read, loader: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        self.get_or_load_arc(read, loader).await.map(unwrap_arc)
     }
 
-    fn end_with_commit(&mut self) -> Result<(), Error> {
-        if !self.owner {
-            return Err(Error::Scope(
-                "only the scope itself can end it, not a view of it".into(),
-            ));
-        }
-        self.owner = false;
-        if self.layer_is_savepoint() {
-            let late = self.layer.release().map_err(|_| finished())?;
-            return self.apply(late);
-        }
-        let (queue, overlay) = self.layer.commit().map_err(|_| finished())?;
-        let applied = self.apply(queue);
-        if self.isolation == Isolation::ReadCommitted && applied.is_ok() {
-            for entry in overlay.values() {
-                if let Some((token, bytes)) = &entry.promotable {
-                    // Stored only if the stamps read before its loader are still current.
-                    let _ = self.cache.inner.store.store(&entry.plan, token, bytes);
-                }
-            }
-        }
-        applied
+    /// Async [`Scope::get_or_load_arc`], with an async loader.
+    pub async fn get_or_load_arc<T, F, Fut>(&self, read: &Read, loader: F) -> Result<Arc<T>, Error>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        self.read(read, move || async move {
+            Ok::<T, std::convert::Infallible>(loader().await)
+        })
+        .await
+        .map_err(LoadError::into_cache_error)
     }
 
-    fn layer_is_savepoint(&self) -> bool {
-        self.layer.has_parent()
+    /// Async [`Scope::try_get_or_load`], with an async loader.
+    pub async fn try_get_or_load<T, E, F, Fut>(
+        &self,
+        read: &Read,
+        loader: F,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.read(read, loader).await.map(unwrap_arc)
     }
 
-    /// Applies queued items as one backlog (as few round trips as the store allows).
-    fn apply(&self, queue: Vec<Backlog>) -> Result<(), Error> {
-        let mut all = Backlog::default();
-        for b in queue {
-            all.absorb(b);
-        }
-        if all.is_empty() {
-            return Ok(());
-        }
-        self.cache.apply(all)
+    /// Async [`Scope::invalidate_obj`].
+    pub async fn invalidate_obj<R: Serialize + ?Sized>(&self, table: &str, row: &R) -> Result<(), Error> {
+        let late = self.rows_written(table, vec![Row::from_serialize(row)?]);
+        self.apply_late(late).await
+    }
+
+    /// Async [`Scope::invalidate_rows`].
+    pub async fn invalidate_rows(
+        &self,
+        table: &str,
+        rows: impl IntoIterator<Item = Row>,
+    ) -> Result<(), Error> {
+        let late = self.rows_written(table, rows.into_iter().collect());
+        self.apply_late(late).await
+    }
+
+    /// Async [`Scope::on_insert`].
+    pub async fn on_insert<R: Serialize + ?Sized>(&self, table: &str, new: &R) -> Result<(), Error> {
+        self.invalidate_obj(table, new).await
+    }
+
+    /// Async [`Scope::on_update`].
+    pub async fn on_update<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        old: &R,
+        new: &R,
+    ) -> Result<(), Error> {
+        let late = self.rows_written(table, Row::images_of_update(old, new)?.into());
+        self.apply_late(late).await
+    }
+
+    /// Async [`Scope::on_delete`].
+    pub async fn on_delete<R: Serialize + ?Sized>(&self, table: &str, old: &R) -> Result<(), Error> {
+        self.invalidate_obj(table, old).await
+    }
+
+    /// Async [`Scope::invalidated_update`].
+    pub async fn invalidated_update<'r, R: Serialize + 'r>(
+        &self,
+        table: &str,
+        changes: impl IntoIterator<Item = (&'r R, &'r R)>,
+    ) -> Result<(), Error> {
+        let late = self.rows_written(table, Row::images_of_changes(changes)?);
+        self.apply_late(late).await
+    }
+
+    /// Async [`Scope::invalidate_model`].
+    pub async fn invalidate_model(&self, table: &str) -> Result<(), Error> {
+        self.apply_late(self.table_written(table)).await
+    }
+
+    /// Async [`Scope::commit`].
+    pub async fn commit(mut self) -> Result<(), Error> {
+        self.end_with_commit().await
+    }
+
+    /// Async [`Scope::release`].
+    pub async fn release(self) -> Result<(), Error> {
+        self.commit().await
     }
 }
 
-impl<C: Codec> Drop for Scope<C> {
+impl<C: Codec, M: Front> Drop for Scope<C, M> {
     fn drop(&mut self) {
         if self.owner {
             let late = self.layer.rollback();
-            let _ = self.apply(late);
+            self.apply_detached(late);
         }
     }
 }
 
-impl<C: Codec> std::fmt::Debug for Scope<C> {
+impl<C: Codec, M: Front> std::fmt::Debug for Scope<C, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scope")
             .field("isolation", &self.isolation)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache as Moka;
 use parking_lot::Mutex;
 
-use super::{later, was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan, Store, Token};
+use super::{later, was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan, Token};
 use crate::error::Error;
 use crate::keys::{hash_hex, TableKeys};
 
@@ -110,8 +110,9 @@ impl EmbeddedStore {
     }
 }
 
-impl Store for EmbeddedStore {
-    fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error> {
+/// The operations of [`Store`](super::Store), answered at once.
+impl EmbeddedStore {
+    pub fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error> {
         let now = Instant::now();
         let entry = if want_hit {
             self.live_entry(&plan.entry)
@@ -174,7 +175,7 @@ impl Store for EmbeddedStore {
         Ok(Fetch::Miss(Token(Self::checksum(&values))))
     }
 
-    fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {
+    pub fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {
         let now = Instant::now();
         let stamps = self.stamps.lock();
         if self.current(&stamps, plan, now).as_ref() != Some(&token.0) {
@@ -191,7 +192,7 @@ impl Store for EmbeddedStore {
         Ok(true)
     }
 
-    fn confirm(&self, stamps_keys: &[String], token: &Token) -> Result<bool, Error> {
+    pub fn confirm(&self, stamps_keys: &[String], token: &Token) -> Result<bool, Error> {
         let now = Instant::now();
         let stamps = self.stamps.lock();
         let mut values = Vec::with_capacity(stamps_keys.len());
@@ -204,7 +205,7 @@ impl Store for EmbeddedStore {
         Ok(Self::checksum(&values) == token.0)
     }
 
-    fn invalidate_rows(
+    pub fn invalidate_rows(
         &self,
         batches: &[(TableKeys, Vec<EncodedRow>)],
     ) -> Result<Vec<String>, Error> {
@@ -253,7 +254,7 @@ impl Store for EmbeddedStore {
         Ok(deleted)
     }
 
-    fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error> {
+    pub fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error> {
         let mut stamps = self.stamps.lock();
         for g in gens {
             stamps.values.remove(g);
@@ -263,7 +264,7 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
-    fn invalidate_all(&self, _pattern: &str, _keep: &str) -> Result<(), Error> {
+    pub fn invalidate_all(&self, _pattern: &str, _keep: &str) -> Result<(), Error> {
         // Scheme sets stay (as in Redis): they name fields, not values.
         let mut stamps = self.stamps.lock();
         stamps.values.clear();
@@ -273,23 +274,23 @@ impl Store for EmbeddedStore {
     }
 
     // One process: the in-process single flight already gives one loader per entry.
-    fn try_lock(&self, _: &Plan, _: &str, _: Duration) -> Result<bool, Error> {
+    pub fn try_lock(&self, _: &Plan, _: &str, _: Duration) -> Result<bool, Error> {
         Ok(true)
     }
 
-    fn unlock(&self, _: &Plan, _: &str, _: Duration) -> Result<(), Error> {
+    pub fn unlock(&self, _: &Plan, _: &str, _: Duration) -> Result<(), Error> {
         Ok(())
     }
 
-    fn wait_unlock(&self, _: &Plan, _: Duration) -> Result<(), Error> {
+    pub fn wait_unlock(&self, _: &Plan, _: Duration) -> Result<(), Error> {
         Ok(())
     }
 
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.live_entry(key).map(|e| e.payload.to_vec()))
     }
 
-    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error> {
+    pub fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error> {
         self.entries.insert(
             key.to_owned(),
             Arc::new(Stored {
@@ -301,7 +302,7 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
-    fn delete(&self, keys: &[String]) -> Result<bool, Error> {
+    pub fn delete(&self, keys: &[String]) -> Result<bool, Error> {
         let mut any = false;
         for k in keys {
             any |= self.entries.remove(k).is_some();

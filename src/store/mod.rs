@@ -1,5 +1,5 @@
 //! Stores: where stamps and entries live. [`redis`] is the shared tier; [`embedded`] has the
-//! same semantics in one process. Both implement [`Store`]; everything above is shared.
+//! same semantics in one process. [`Store`] is either; everything above it is shared.
 //!
 //! The protocol, for one read:
 //! 1. `fetch(plan, true)`: the entry if every stamp in `plan` still matches the checksum it
@@ -97,38 +97,104 @@ pub(crate) enum Fetch {
 /// A row image ready for invalidation: (escaped field, encoded value) pairs.
 pub(crate) type EncodedRow = Vec<(String, String)>;
 
-/// The operations the cache needs from a store. Implementations are blocking.
-pub(crate) trait Store: Send + Sync {
+/// The store of a cache: which one, and how it is reached. Every operation is `async`;
+/// the blocking front end drives them with [`block_on`](crate::block::block_on), which
+/// finishes at once since its stores never wait on a future (they block the thread).
+pub(crate) enum Store {
+    /// In process.
+    Embedded(embedded::EmbeddedStore),
+    /// Redis, through a pool of blocking connections.
+    Blocking(redis::RedisStore<redis::Pool>),
+    /// Redis, through one multiplexed async connection.
+    #[cfg(feature = "tokio")]
+    Async(redis::RedisStore<redis::Multiplexed>),
+}
+
+/// Runs the same operation on whichever store this is.
+macro_rules! each_store {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Embedded($s) => $call,
+            Store::Blocking($s) => $call.await,
+            #[cfg(feature = "tokio")]
+            Store::Async($s) => $call.await,
+        }
+    };
+}
+
+impl Store {
     /// Step 1 of a read: the valid entry, or the current stamps. With `want_hit` false it
     /// skips the entry and only prepares stamps.
-    fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error>;
+    pub async fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error> {
+        each_store!(self, s => s.fetch(plan, want_hit))
+    }
     /// Step 3 of a read: stores `payload` if the stamps still match `token`.
-    fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error>;
+    pub async fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {
+        each_store!(self, s => s.store(plan, token, payload))
+    }
     /// Whether the stamps still match `token` (a local entry's confirmation).
-    fn confirm(&self, stamps: &[String], token: &Token) -> Result<bool, Error>;
+    pub async fn confirm(&self, stamps: &[String], token: &Token) -> Result<bool, Error> {
+        each_store!(self, s => s.confirm(stamps, token))
+    }
     /// Deletes the stamps of every conjunction the rows match, per table, in one call.
     /// Returns the stamp keys it deleted (whether or not they existed).
-    fn invalidate_rows(
+    pub async fn invalidate_rows(
         &self,
         batches: &[(TableKeys, Vec<EncodedRow>)],
-    ) -> Result<Vec<String>, Error>;
+    ) -> Result<Vec<String>, Error> {
+        each_store!(self, s => s.invalidate_rows(batches))
+    }
     /// Deletes generation stamps: every entry of those tables dies.
-    fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error>;
+    pub async fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error> {
+        each_store!(self, s => s.invalidate_tables(gens))
+    }
     /// Deletes every key matching the pattern (`KeySpace::scan_pattern`) but the scheme
     /// sets (keys containing `keep`).
-    fn invalidate_all(&self, pattern: &str, keep: &str) -> Result<(), Error>;
+    pub async fn invalidate_all(&self, pattern: &str, keep: &str) -> Result<(), Error> {
+        each_store!(self, s => s.invalidate_all(pattern, keep))
+    }
     /// Takes the entry's loader lock for `owner` if free (`SET NX PX`).
-    fn try_lock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<bool, Error>;
+    pub async fn try_lock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<bool, Error> {
+        each_store!(self, s => s.try_lock(plan, owner, ttl))
+    }
     /// Releases the lock if `owner` still holds it, and wakes the waiters.
-    fn unlock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<(), Error>;
-    /// Blocks until the lock's holder wakes the waiters, or `wait` passes.
-    fn wait_unlock(&self, plan: &Plan, wait: Duration) -> Result<(), Error>;
+    pub async fn unlock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<(), Error> {
+        each_store!(self, s => s.unlock(plan, owner, ttl))
+    }
+    /// Waits until the lock's holder wakes the waiters, or `wait` passes.
+    pub async fn wait_unlock(&self, plan: &Plan, wait: Duration) -> Result<(), Error> {
+        each_store!(self, s => s.wait_unlock(plan, wait))
+    }
     /// Simple cache: raw get.
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        each_store!(self, s => s.get(key))
+    }
     /// Simple cache: raw set with a lifetime.
-    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error>;
+    pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error> {
+        each_store!(self, s => s.set(key, value, ttl))
+    }
     /// Simple cache: delete; true if something was deleted.
-    fn delete(&self, keys: &[String]) -> Result<bool, Error>;
+    pub async fn delete(&self, keys: &[String]) -> Result<bool, Error> {
+        each_store!(self, s => s.delete(keys))
+    }
+
+    /// Releases a lock from a destructor, where nothing can be awaited: at once on
+    /// blocking stores, on a spawned task on the async one (a dropped read future). If
+    /// that cannot run, the lock's expiry releases it.
+    pub fn unlock_detached(&self, plan: std::sync::Arc<Plan>, owner: String, ttl: Duration) -> Result<(), Error> {
+        match self {
+            Store::Embedded(s) => s.unlock(&plan, &owner, ttl),
+            Store::Blocking(s) => crate::block::block_on(s.unlock(&plan, &owner, ttl)),
+            #[cfg(feature = "tokio")]
+            Store::Async(s) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let s = s.clone();
+                    rt.spawn(async move { s.unlock(&plan, &owner, ttl).await });
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Whether an entry stored under `checksum` was valid just before some of its stamps died:
