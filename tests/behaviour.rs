@@ -1,18 +1,21 @@
 //! One behavioural suite, run against the embedded store, a real Redis, and Redis behind
-//! the local tier (strict and tracked).
+//! the local tier (strict and tracked), each through both front ends (blocking and async).
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Article, Backend, Loads};
+use common::front::{BuildFor, TestCache as Cache};
+use common::{Article, Backend, Kind, Loads};
 use stampcache::{
-    Cache, Cond, Dep, Error, Event, Invalidation, Op, Outcome, Profile, Read, Row, Target, Value,
+    Cond, Dep, Error, Event, Invalidation, Op, Outcome, Profile, Read, Row, Target, Value,
 };
 
 crate::backend_suite!(
-    [embedded => Embedded, redis => Redis, redis_local_strict => RedisStrict, redis_local_tracked => RedisTracked];
+    [embedded => Embedded, redis => Redis, redis_local_strict => RedisStrict, redis_local_tracked => RedisTracked,
+     async_embedded => AsyncEmbedded, async_redis => AsyncRedis, async_redis_local_strict => AsyncRedisStrict,
+     async_redis_local_tracked => AsyncRedisTracked];
     identical_reads_load_once,
     update_invalidates_get_of_that_row_only,
     update_invalidates_reads_of_old_and_new_values,
@@ -59,7 +62,7 @@ fn category_count(c: i64) -> Read {
 }
 
 fn identical_reads_load_once(b: Backend) {
-    let cache = b.builder("identical").build().unwrap();
+    let cache = b.builder("identical").build_for(b).unwrap();
     let loads = Loads::default();
     for _ in 0..3 {
         let a: Article = cache
@@ -76,7 +79,7 @@ fn identical_reads_load_once(b: Backend) {
 }
 
 fn update_invalidates_get_of_that_row_only(b: Backend) {
-    let cache = b.builder("update_get").build().unwrap();
+    let cache = b.builder("update_get").build_for(b).unwrap();
     let (one, two) = (Loads::default(), Loads::default());
     let _: Article = cache
         .get_or_load(&article_get(1), one.of(Article::new(1)))
@@ -101,7 +104,7 @@ fn update_invalidates_get_of_that_row_only(b: Backend) {
 }
 
 fn update_invalidates_reads_of_old_and_new_values(b: Backend) {
-    let cache = b.builder("update_old_new").build().unwrap();
+    let cache = b.builder("update_old_new").build_for(b).unwrap();
     let loads: Vec<Loads> = (0..3).map(|_| Loads::default()).collect();
     let read_all = |cache: &Cache| {
         for (c, l) in loads.iter().enumerate() {
@@ -127,7 +130,7 @@ fn update_invalidates_reads_of_old_and_new_values(b: Backend) {
 }
 
 fn insert_invalidates_matching_lists_and_counts_only(b: Backend) {
-    let cache = b.builder("insert").build().unwrap();
+    let cache = b.builder("insert").build_for(b).unwrap();
     let (l1, c1, l2, c2) = (
         Loads::default(),
         Loads::default(),
@@ -154,7 +157,7 @@ fn insert_invalidates_matching_lists_and_counts_only(b: Backend) {
 }
 
 fn boolean_flip_invalidates_reads_of_old_value(b: Backend) {
-    let cache = b.builder("bool").build().unwrap();
+    let cache = b.builder("bool").build_for(b).unwrap();
     let published = |p: bool| {
         Read::count("blog.article")
             .filter(Cond::eq("category", 3))
@@ -182,7 +185,7 @@ fn boolean_flip_invalidates_reads_of_old_value(b: Backend) {
 }
 
 fn other_and_negated_conditions_die_on_any_write(b: Backend) {
-    let cache = b.builder("other").build().unwrap();
+    let cache = b.builder("other").build_for(b).unwrap();
     let ranged = Read::fetch("blog.article").filter(Cond::other("id > 500"));
     let negated = Read::fetch("blog.article").filter(Cond::eq("category", 5).not());
     let mixed = Read::fetch("blog.article")
@@ -204,7 +207,7 @@ fn other_and_negated_conditions_die_on_any_write(b: Backend) {
 }
 
 fn in_and_is_null_are_granular(b: Backend) {
-    let cache = b.builder("in_null").build().unwrap();
+    let cache = b.builder("in_null").build_for(b).unwrap();
     let listed = Read::fetch("blog.article").filter(Cond::is_in("category", [1, 2]));
     let orphans = Read::fetch("blog.comment").filter(Cond::is_null("article_id"));
     let (l, o) = (Loads::default(), Loads::default());
@@ -234,7 +237,7 @@ fn in_and_is_null_are_granular(b: Backend) {
 }
 
 fn join_condition_dies_on_matching_write_to_joined_table_only(b: Backend) {
-    let cache = b.builder("join").build().unwrap();
+    let cache = b.builder("join").build_for(b).unwrap();
     let by_ann = Read::fetch("blog.article")
         .filter(Cond::eq("category", 1))
         .filter(Cond::eq(("blog.author", "name"), "ann"));
@@ -258,7 +261,7 @@ fn join_condition_dies_on_matching_write_to_joined_table_only(b: Backend) {
 }
 
 fn invalidated_update_moves_rows_between_categories(b: Backend) {
-    let cache = b.builder("bulk").build().unwrap();
+    let cache = b.builder("bulk").build_for(b).unwrap();
     let (c1, c2, c3) = (Loads::default(), Loads::default(), Loads::default());
     let read = |cache: &Cache| {
         let _: u64 = cache.get_or_load(&category_count(1), c1.of(0)).unwrap();
@@ -282,7 +285,7 @@ fn invalidated_update_moves_rows_between_categories(b: Backend) {
 }
 
 fn cached_as_with_two_dependencies(b: Backend) {
-    let cache = b.builder("cached_as").build().unwrap();
+    let cache = b.builder("cached_as").build_for(b).unwrap();
     let loads = Loads::default();
     let report = |cache: &Cache, year: i32| -> String {
         cache
@@ -321,7 +324,7 @@ fn cached_as_with_two_dependencies(b: Backend) {
 }
 
 fn invalidation_inside_loader_leaves_nothing_served(b: Backend) {
-    let cache = b.builder("race").build().unwrap();
+    let cache = b.builder("race").build_for(b).unwrap();
     let loads = Loads::default();
     let c2 = cache.clone();
     let stale: Vec<i64> = cache
@@ -345,7 +348,7 @@ fn invalidation_inside_loader_leaves_nothing_served(b: Backend) {
 }
 
 fn no_invalidation_handle_does_not_invalidate(b: Backend) {
-    let cache = b.builder("noinval").build().unwrap();
+    let cache = b.builder("noinval").build_for(b).unwrap();
     let loads = Loads::default();
     let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
     let quiet = cache.no_invalidation();
@@ -362,7 +365,7 @@ fn entries_expire_after_their_timeout(b: Backend) {
     let cache = b
         .builder("ttl")
         .profile("blog.*", Profile::new().timeout(Duration::from_millis(300)))
-        .build()
+        .build_for(b)
         .unwrap();
     let loads = Loads::default();
     let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
@@ -378,8 +381,8 @@ fn prefixes_keep_caches_apart(b: Backend) {
         let b0 = b.builder("prefix");
         b0.prefix(format!("{}{p}", common::unique_prefix("prefixes")))
     };
-    let a = url_builder("a").build().unwrap();
-    let bb = url_builder("b").build().unwrap();
+    let a = url_builder("a").build_for(b).unwrap();
+    let bb = url_builder("b").build_for(b).unwrap();
     let loads = Loads::default();
     let _: u64 = a.get_or_load(&category_count(1), loads.of(1)).unwrap();
     let _: u64 = bb.get_or_load(&category_count(1), loads.of(1)).unwrap();
@@ -391,8 +394,8 @@ fn computed_prefix_reaches_reads_of_the_same_db(b: Backend) {
     let cache = b
         .builder("computed")
         .prefix_fn(move |s| format!("{base}{}:", s.dbs.join("+")))
-        .build();
-    if b == Backend::RedisTracked {
+        .build_for(b);
+    if b.kind() == Kind::RedisTracked {
         // Pushes are subscribed by prefix: a computed prefix cannot be tracked.
         assert!(matches!(cache, Err(Error::Config(_))));
         return;
@@ -422,7 +425,7 @@ fn db_agnostic_shares_entries_across_aliases(b: Backend) {
         .builder("agnostic")
         .profile("blog.article", Profile::new())
         .profile("blog.author", Profile::new().db_agnostic(false))
-        .build()
+        .build_for(b)
         .unwrap();
     let loads = Loads::default();
     let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
@@ -442,7 +445,7 @@ fn cache_on_save_fills_the_get(b: Backend) {
     let cache = b
         .builder("on_save")
         .profile("blog.article", Profile::new().cache_on_save("id"))
-        .build()
+        .build_for(b)
         .unwrap();
     let a = Article::new(42);
     cache.on_insert("blog.article", &a).unwrap();
@@ -464,7 +467,7 @@ fn cache_on_save_fills_the_get(b: Backend) {
 }
 
 fn invalidate_model_and_all(b: Backend) {
-    let cache = b.builder("model").build().unwrap();
+    let cache = b.builder("model").build_for(b).unwrap();
     let (art, auth) = (Loads::default(), Loads::default());
     let read = |cache: &Cache| {
         let _: u64 = cache.get_or_load(&category_count(1), art.of(1)).unwrap();
@@ -486,7 +489,7 @@ fn invalidate_model_and_all(b: Backend) {
 }
 
 fn disabled_cache_is_a_pass_through(b: Backend) {
-    let cache = b.builder("disabled").enabled(false).build().unwrap();
+    let cache = b.builder("disabled").enabled(false).build_for(b).unwrap();
     let loads = Loads::default();
     for _ in 0..3 {
         let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
@@ -505,7 +508,7 @@ fn profiles_decide_what_is_cached(b: Backend) {
         .builder("profiles")
         .profile("blog.*", Profile::new().ops([Op::Get]))
         .no_cache("blog.log")
-        .build()
+        .build_for(b)
         .unwrap();
     let loads = Loads::default();
     let twice = |read: &Read| {
@@ -555,7 +558,7 @@ fn events_report_reads_and_invalidations(b: Backend) {
             };
             sink.lock().unwrap().push(s);
         })
-        .build()
+        .build_for(b)
         .unwrap();
     let _: u64 = cache.get_or_load(&category_count(1), || 1).unwrap();
     let _: u64 = cache.get_or_load(&category_count(1), || 1).unwrap();
@@ -585,7 +588,7 @@ fn events_report_reads_and_invalidations(b: Backend) {
 }
 
 fn simple_cache_distinguishes_misses(b: Backend) {
-    let cache = b.builder("simple").build().unwrap();
+    let cache = b.builder("simple").build_for(b).unwrap();
     let s = cache.simple();
     assert!(matches!(s.get::<Option<i32>>("k"), Err(Error::CacheMiss)));
     s.set("k", &None::<i32>, Duration::from_secs(5)).unwrap();
@@ -618,7 +621,7 @@ fn simple_cache_distinguishes_misses(b: Backend) {
 }
 
 fn loader_errors_store_nothing(b: Backend) {
-    let cache = b.builder("loader_err").build().unwrap();
+    let cache = b.builder("loader_err").build_for(b).unwrap();
     let r: Result<u64, _> = cache.try_get_or_load(&category_count(1), || Err("db down"));
     assert!(matches!(r, Err(stampcache::LoadError::Loader("db down"))));
     let loads = Loads::default();
@@ -627,7 +630,7 @@ fn loader_errors_store_nothing(b: Backend) {
 }
 
 fn incomplete_row_image_invalidates_whole_table(b: Backend) {
-    let cache = b.builder("incomplete").build().unwrap();
+    let cache = b.builder("incomplete").build_for(b).unwrap();
     let loads = Loads::default();
     let _: u64 = cache.get_or_load(&category_count(9), loads.of(1)).unwrap();
     // This image lacks `category`: it cannot say which category lists it touches.
@@ -639,7 +642,7 @@ fn incomplete_row_image_invalidates_whole_table(b: Backend) {
 }
 
 fn values_of_equal_integers_share_keys(b: Backend) {
-    let cache = b.builder("ints").build().unwrap();
+    let cache = b.builder("ints").build_for(b).unwrap();
     let loads = Loads::default();
     let _: u64 = cache
         .get_or_load(&Read::count("t.x").filter(Cond::eq("n", 3_u8)), loads.of(1))
@@ -664,7 +667,7 @@ fn skipped_fields_widen_and_are_left_out(b: Backend) {
     let cache = b
         .builder("skip")
         .profile("blog.article", Profile::new().skip_fields(["body"]))
-        .build()
+        .build_for(b)
         .unwrap();
     let loads = Loads::default();
     let by_body = Read::fetch("blog.article").filter(Cond::eq("body", "x"));
@@ -683,14 +686,14 @@ fn concurrent_readers_never_see_a_value_older_than_a_finished_write(b: Backend) 
     const CATEGORIES: usize = 4;
     let name = common::unique_prefix("concurrent");
     // Two handles on one store: two processes, as far as Redis can tell.
-    let writer = b.builder("c").prefix(name.clone()).build().unwrap();
-    let other = b.builder("c").prefix(name).build().unwrap();
+    let writer = b.builder("c").prefix(name.clone()).build_for(b).unwrap();
+    let other = b.builder("c").prefix(name).build_for(b).unwrap();
     // Embedded stores are per cache: both handles must share one. Tracked local tiers hear
     // of another process' writes a push later (local_tier.rs bounds that): here the
     // readers share the writer's process.
-    let readers_cache = match b {
-        Backend::Embedded | Backend::RedisTracked => writer.clone(),
-        Backend::Redis | Backend::RedisStrict => other,
+    let readers_cache = match b.kind() {
+        Kind::Embedded | Kind::RedisTracked => writer.clone(),
+        Kind::Redis | Kind::RedisStrict => other,
     };
     let db: Arc<Vec<AtomicU64>> = Arc::new((0..CATEGORIES).map(|_| AtomicU64::new(0)).collect());
     let committed: Arc<Vec<AtomicU64>> =
@@ -754,7 +757,7 @@ fn stale_while_revalidate_within_the_grace_only(b: Backend) {
             "blog.article",
             Profile::new().stale_while_revalidate(Duration::from_millis(600)),
         )
-        .build()
+        .build_for(b)
         .unwrap();
     let first = cache
         .get_or_load_answer(&category_count(1), || 1u64)
@@ -802,7 +805,7 @@ fn a_snapshot_transaction_never_refills_a_stale_entry(b: Backend) {
             "blog.article",
             Profile::new().stale_while_revalidate(Duration::from_secs(5)),
         )
-        .build()
+        .build_for(b)
         .unwrap();
     let _: u64 = cache.get_or_load(&category_count(1), || 1).unwrap();
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
@@ -827,7 +830,7 @@ fn absurd_timeouts_are_clamped_not_panics(b: Backend) {
         .profile("blog.article", Profile::new().timeout(Duration::MAX))
         .lock_timeout(Duration::MAX)
         .flight_timeout(Duration::MAX)
-        .build()
+        .build_for(b)
         .unwrap();
     let loads = Loads::default();
     let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
@@ -836,7 +839,7 @@ fn absurd_timeouts_are_clamped_not_panics(b: Backend) {
 }
 
 fn prepared_reads_behave_like_reads(b: Backend) {
-    let cache = b.builder("prepared").no_cache("blog.log").build().unwrap();
+    let cache = b.builder("prepared").no_cache("blog.log").build_for(b).unwrap();
     let loads = Loads::default();
     let hot = cache.prepare(&category_count(1));
     let v: u64 = hot.get_or_load(loads.of(1)).unwrap();

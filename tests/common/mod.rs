@@ -223,9 +223,11 @@ pub fn unique_prefix(name: &str) -> String {
     )
 }
 
-/// Which store (and local tier) a behavioural test runs against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub mod front;
+
+/// Where a test cache keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
     Embedded,
     Redis,
     /// Redis with the local tier in strict mode.
@@ -234,15 +236,39 @@ pub enum Backend {
     RedisTracked,
 }
 
+/// A backend and a front end (blocking or async) for a suite run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend(pub Kind, pub front::FrontEnd);
+
+#[allow(non_upper_case_globals)]
 impl Backend {
+    pub const Embedded: Backend = Backend(Kind::Embedded, front::FrontEnd::Blocking);
+    pub const Redis: Backend = Backend(Kind::Redis, front::FrontEnd::Blocking);
+    pub const RedisStrict: Backend = Backend(Kind::RedisStrict, front::FrontEnd::Blocking);
+    pub const RedisTracked: Backend = Backend(Kind::RedisTracked, front::FrontEnd::Blocking);
+    pub const AsyncEmbedded: Backend = Backend(Kind::Embedded, front::FrontEnd::Async);
+    pub const AsyncRedis: Backend = Backend(Kind::Redis, front::FrontEnd::Async);
+    pub const AsyncRedisStrict: Backend = Backend(Kind::RedisStrict, front::FrontEnd::Async);
+    pub const AsyncRedisTracked: Backend = Backend(Kind::RedisTracked, front::FrontEnd::Async);
+
+    /// The store and tier.
+    pub fn kind(self) -> Kind {
+        self.0
+    }
+
+    /// The front end.
+    pub fn front(self) -> front::FrontEnd {
+        self.1
+    }
+
     /// A builder for this backend, with a prefix of its own.
     pub fn builder(self, name: &str) -> Builder {
         let b = Cache::builder().prefix(unique_prefix(name));
-        match self {
-            Backend::Embedded => b,
-            Backend::Redis => b.redis(shared_redis_url()),
-            Backend::RedisStrict => b.redis(shared_redis_url()).local(LocalMode::Strict),
-            Backend::RedisTracked => b.redis(shared_redis_url()).local(LocalMode::Tracked),
+        match self.0 {
+            Kind::Embedded => b,
+            Kind::Redis => b.redis(shared_redis_url()),
+            Kind::RedisStrict => b.redis(shared_redis_url()).local(LocalMode::Strict),
+            Kind::RedisTracked => b.redis(shared_redis_url()).local(LocalMode::Tracked),
         }
     }
 }

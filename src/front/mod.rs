@@ -31,3 +31,6 @@ impl Front for Blocking {
 impl Front for Async {
     const ASYNC: bool = true;
 }
+
+mod asynch;
+mod blocking;
