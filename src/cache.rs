@@ -683,9 +683,9 @@ pub(crate) fn ready_loader<T, E>(
 }
 
 /// What the cross-process lock gave.
-enum Locked {
-    /// This caller holds it (the owner token to release it).
-    Owner(String),
+enum Locked<'a, C: Codec, M: Front> {
+    /// This caller holds it.
+    Owner(LockHeld<'a, C, M>),
     /// Another process filled the entry meanwhile.
     Filled(crate::store::HitBytes, Token),
     /// Waited too long, or the store failed: load without the lock.
@@ -1068,15 +1068,9 @@ impl<C: Codec, M: Front> Cache<C, M> {
                         self.read_event(target, Outcome::Stale);
                         return Ok((stale, Served::Stale));
                     };
-                    let owner = lock_owner();
-                    match self
-                        .inner
-                        .store
-                        .try_lock(&plan, &owner, self.inner.lock_ttl)
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => {
+                    let held = match self.take_lock(&plan).await {
+                        Ok(Some(held)) => held,
+                        Ok(None) => {
                             self.read_event(target, Outcome::Stale);
                             return Ok((stale, Served::Stale));
                         }
@@ -1085,11 +1079,6 @@ impl<C: Codec, M: Front> Cache<C, M> {
                             self.read_event(target, Outcome::Stale);
                             return Ok((stale, Served::Stale));
                         }
-                    }
-                    let held = LockHeld {
-                        cache: self,
-                        plan: plan.clone(),
-                        owner: Some(owner),
                     };
                     let token = match self.inner.store.fetch(&plan, false).await {
                         Ok(Fetch::Miss(t)) => t,
@@ -1155,13 +1144,7 @@ impl<C: Codec, M: Front> Cache<C, M> {
             let mut held = None;
             if plan.lock {
                 match self.lock_or_wait(&plan).await? {
-                    Locked::Owner(owner) => {
-                        held = Some(LockHeld {
-                            cache: self,
-                            plan: plan.clone(),
-                            owner: Some(owner),
-                        })
-                    }
+                    Locked::Owner(lock) => held = Some(lock),
                     Locked::Filled(hit, token) => {
                         // Undecodable: load it ourselves.
                         if let Ok(v) = C::decode::<T>(hit.payload()) {
@@ -1253,22 +1236,21 @@ impl<C: Codec, M: Front> Cache<C, M> {
 
     /// Takes the cross-process lock of a miss, or waits for its holder to fill the entry.
     /// Gives up (and loads unlocked) after waiting twice the lock's lifetime.
-    async fn lock_or_wait(&self, plan: &Plan) -> Result<Locked, Error> {
+    async fn lock_or_wait(&self, plan: &Arc<Plan>) -> Result<Locked<'_, C, M>, Error> {
         let store = &self.inner.store;
         let ttl = self.inner.lock_ttl;
-        let owner = lock_owner();
         let deadline = crate::store::later(std::time::Instant::now(), ttl.saturating_mul(2));
         loop {
-            match store.try_lock(plan, &owner, ttl).await {
-                Ok(true) => {
+            match self.take_lock(plan).await {
+                Ok(Some(held)) => {
                     // A holder may have filled it and unlocked just before: look once.
                     if let Ok(Fetch::Hit(hit, token)) = store.fetch(plan, true).await {
-                        let _ = store.unlock(plan, &owner, ttl).await;
+                        held.release().await;
                         return Ok(Locked::Filled(hit, token));
                     }
-                    return Ok(Locked::Owner(owner));
+                    return Ok(Locked::Owner(held));
                 }
-                Ok(false) => {}
+                Ok(None) => {}
                 Err(e) => {
                     self.store_failed("lock", e)?;
                     return Ok(Locked::GaveUp);
@@ -1292,6 +1274,28 @@ impl<C: Codec, M: Front> Cache<C, M> {
                 }
             }
         }
+    }
+
+    /// Tries to take the entry's cross-process lock. The guard exists before the request
+    /// is sent: a future dropped while `SET NX` is in flight (which may have succeeded)
+    /// still releases it, and releasing a lock someone else holds does nothing.
+    async fn take_lock(&self, plan: &Arc<Plan>) -> Result<Option<LockHeld<'_, C, M>>, Error> {
+        let owner = lock_owner();
+        let mut held = LockHeld {
+            cache: self,
+            plan: plan.clone(),
+            owner: Some(owner.clone()),
+        };
+        let taken = self
+            .inner
+            .store
+            .try_lock(plan, &owner, self.inner.lock_ttl)
+            .await?;
+        if !taken {
+            held.owner = None; // Not ours: nothing to release.
+            return Ok(None);
+        }
+        Ok(Some(held))
     }
 
     /// Asks the local tier for `key`; confirms the entry with the store when its mode says so.

@@ -1,0 +1,182 @@
+//! Cancellation safety of the async front end, against a real Redis: read futures dropped
+//! at random points of a miss (and replays dropped mid-flight) leave no lock held, no
+//! waiter stuck, no half-written entry served and no invalidation lost.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::front::runtime;
+use common::{shared_redis_url, unique_prefix, Article, RedisServer};
+use stampcache::{AsyncCache, Cache, Cond, Profile, Read};
+
+fn get(id: i64) -> Read {
+    Read::get("blog.article").filter(Cond::eq("id", id))
+}
+
+/// A small deterministic generator (xorshift), so a failing run can be repeated.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Keys of this prefix that are loader locks (or their waiter lists).
+fn lock_keys(prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(shared_redis_url()).expect("a Redis URL");
+    let mut conn = client.get_connection().expect("Redis is reachable");
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .expect("KEYS");
+    keys.retain(|k| k.ends_with(":lock") || k.ends_with(":waiters"));
+    keys
+}
+
+fn cache_with_lock(prefix: &str) -> AsyncCache {
+    let _rt = runtime().enter();
+    Cache::builder()
+        .redis(shared_redis_url())
+        .prefix(prefix)
+        .profile("blog.*", Profile::new().lock(true))
+        .lock_timeout(Duration::from_secs(30))
+        .build_async()
+        .expect("an async cache")
+}
+
+#[test]
+fn dropped_misses_leave_no_lock_and_every_key_readable() {
+    let prefix = unique_prefix("cancel");
+    let cache = cache_with_lock(&prefix);
+    // The database: one version number per row; a loader reads it after a delay.
+    let db: Arc<Vec<AtomicU64>> = Arc::new((0..8).map(|_| AtomicU64::new(0)).collect());
+    let loads = Arc::new(AtomicUsize::new(0));
+    let load = |id: i64, delay_us: u64| {
+        let (db, loads) = (db.clone(), loads.clone());
+        move || async move {
+            let version = db[id as usize].load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_micros(delay_us)).await;
+            loads.fetch_add(1, Ordering::SeqCst);
+            let mut a = Article::new(id);
+            a.title = format!("v{version}");
+            a
+        }
+    };
+    runtime().block_on(async {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut cancelled = 0;
+        for round in 0..200 {
+            // A burst of concurrent reads of few keys, each with a tiny time limit: leaders
+            // and followers are dropped at every await point of the miss path.
+            let mut burst = Vec::new();
+            for _ in 0..8 {
+                let id = rng.below(4) as i64;
+                let limit = Duration::from_micros(rng.below(3_000));
+                let loader = load(id, rng.below(2_000));
+                let c = cache.clone();
+                burst.push(tokio::spawn(async move {
+                    tokio::time::timeout(limit, c.get_or_load(&get(id), loader)).await
+                }));
+            }
+            for r in burst {
+                match r.await.expect("no task panicked") {
+                    Ok(v) => {
+                        v.expect("no cache error");
+                    }
+                    Err(_) => cancelled += 1,
+                }
+            }
+            if round % 20 == 0 {
+                // A write now and then: later reads must see it.
+                let id = rng.below(4) as i64;
+                db[id as usize].fetch_add(1, Ordering::SeqCst);
+                cache
+                    .on_update("blog.article", &Article::new(id), &Article::new(id))
+                    .await
+                    .expect("invalidation");
+            }
+        }
+        assert!(cancelled > 100, "the time limits cancelled too few reads ({cancelled})");
+        // Locks of dropped leaders are released by spawned tasks: give them a moment.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    assert_eq!(lock_keys(&prefix), Vec::<String>::new(), "a lock outlived its reader");
+    assert_eq!(cache.flights_in_progress(), 0, "a flight outlived its leader");
+    runtime().block_on(async {
+        for id in 0..4 {
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                cache.get_or_load(&get(id), load(id, 0)),
+            )
+            .await
+            .expect("no reader is stuck")
+            .expect("the key is readable");
+            let version = db[id as usize].load(Ordering::SeqCst);
+            assert_eq!(read.title, format!("v{version}"), "a stale entry was served");
+        }
+    });
+}
+
+#[test]
+fn a_dropped_replay_keeps_its_invalidations() {
+    let mut server = RedisServer::start(&[]);
+    let prefix = unique_prefix("cancel_replay");
+    let cache = {
+        let _rt = runtime().enter();
+        Cache::builder()
+            .redis(server.url())
+            .prefix(&*prefix)
+            .io_timeout(Duration::from_millis(200))
+            .retry_after(Duration::ZERO)
+            .build_async()
+            .expect("an async cache")
+    };
+    runtime().block_on(async {
+        let v: u64 = cache.get_or_load(&get(1), || async { 1 }).await.unwrap();
+        assert_eq!(v, 1);
+        server.pause();
+        // The write's invalidation cannot reach Redis: it is queued.
+        assert!(cache
+            .on_update("blog.article", &Article::new(1), &Article::new(1))
+            .await
+            .is_err());
+        let queued = cache.pending_invalidations();
+        assert!(queued > 0);
+        server.resume();
+        // Replays cut short at random points: the queue never loses the item.
+        for us in [0, 50, 100, 200, 400, 800] {
+            let _ = tokio::time::timeout(Duration::from_micros(us), cache.flush_pending()).await;
+            let left = cache.pending_invalidations();
+            assert!(left == queued || left == 0, "{left} of {queued} left");
+        }
+        cache.flush_pending().await.expect("the replay completes");
+        assert_eq!(cache.pending_invalidations(), 0);
+        let v: u64 = cache.get_or_load(&get(1), || async { 2 }).await.unwrap();
+        assert_eq!(v, 2, "the queued invalidation was lost");
+    });
+    server.stop();
+}
+
+#[test]
+fn futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let cache = {
+        let _rt = runtime().enter();
+        Cache::builder().build_async().unwrap()
+    };
+    let read = get(1);
+    let f = cache.get_or_load(&read, || async { 1u64 });
+    send(&f);
+    let scope = cache.atomic();
+    let g = scope.get_or_load(&read, || async { 1u64 });
+    send(&g);
+    let row = Article::new(1);
+    let w = cache.on_insert("blog.article", &row);
+    send(&w);
+}
