@@ -1,14 +1,17 @@
-//! `atomic()` scopes, against the embedded store and a real Redis, counting loader calls.
+//! `atomic()` scopes, against the embedded store and a real Redis, through both front ends,
+//! counting loader calls.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 
+use common::front::{BuildFor, TestCache as Cache};
 use common::{Article, Backend, Loads};
-use stampcache::{Cache, Cond, Error, Event, Isolation, Read};
+use stampcache::{Cond, Error, Event, Isolation, Read};
 
 crate::backend_suite!(
-    [embedded => Embedded, redis => Redis, redis_local_strict => RedisStrict];
+    [embedded => Embedded, redis => Redis, redis_local_strict => RedisStrict,
+     async_embedded => AsyncEmbedded, async_redis => AsyncRedis, async_redis_local_strict => AsyncRedisStrict];
     reads_before_the_first_write_hit_the_shared_cache,
     a_scope_sees_its_own_write_while_others_get_the_cached_value,
     after_commit_everyone_sees_the_new_value,
@@ -46,7 +49,7 @@ fn counted(b: Backend, name: &str) -> (Cache, Arc<Mutex<usize>>) {
                 *sink.lock().unwrap() += 1;
             }
         })
-        .build()
+        .build_for(b)
         .unwrap();
     (cache, n)
 }
@@ -58,7 +61,7 @@ fn title(cache: &Cache, id: i64, loads: &Loads, db: &str) -> String {
 }
 
 fn reads_before_the_first_write_hit_the_shared_cache(b: Backend) {
-    let cache = b.builder("before_write").build().unwrap();
+    let cache = b.builder("before_write").build_for(b).unwrap();
     let loads = Loads::default();
     title(&cache, 1, &loads, "t1");
     let scope = cache.atomic();
@@ -74,7 +77,7 @@ fn reads_before_the_first_write_hit_the_shared_cache(b: Backend) {
 }
 
 fn a_scope_sees_its_own_write_while_others_get_the_cached_value(b: Backend) {
-    let cache = b.builder("own_write").build().unwrap();
+    let cache = b.builder("own_write").build_for(b).unwrap();
     let loads = Loads::default();
     title(&cache, 1, &loads, "old");
     let a = cache.atomic();
@@ -99,7 +102,7 @@ fn a_scope_sees_its_own_write_while_others_get_the_cached_value(b: Backend) {
 }
 
 fn after_commit_everyone_sees_the_new_value(b: Backend) {
-    let cache = b.builder("after_commit").build().unwrap();
+    let cache = b.builder("after_commit").build_for(b).unwrap();
     let loads = Loads::default();
     title(&cache, 1, &loads, "old");
     let a = cache.atomic();
@@ -181,7 +184,7 @@ fn no_invalidation_inside_a_scope(b: Backend) {
 }
 
 fn nested_savepoints_three_deep(b: Backend) {
-    let cache = b.builder("nested").build().unwrap();
+    let cache = b.builder("nested").build_for(b).unwrap();
     let loads: Vec<Loads> = (0..4).map(|_| Loads::default()).collect();
     let read_all = |c: &Cache| {
         for (i, l) in loads.iter().enumerate().skip(1) {
@@ -229,7 +232,7 @@ fn a_scope_dropped_by_a_panic_rolls_back(b: Backend) {
 }
 
 fn commit_promotes_only_entries_whose_stamps_are_current(b: Backend) {
-    let cache = b.builder("promote").build().unwrap();
+    let cache = b.builder("promote").build_for(b).unwrap();
     let loads = Loads::default();
     let a = cache.atomic();
     a.on_insert("blog.article", &Article::new(1)).unwrap(); // category 1: the table is written
@@ -251,7 +254,7 @@ fn commit_promotes_only_entries_whose_stamps_are_current(b: Backend) {
 }
 
 fn repeatable_read_never_fills_the_shared_tiers(b: Backend) {
-    let cache = b.builder("rr").build().unwrap();
+    let cache = b.builder("rr").build_for(b).unwrap();
     let loads = Loads::default();
     for iso in [Isolation::RepeatableRead, Isolation::Serializable] {
         let before = loads.count();
@@ -272,7 +275,7 @@ fn repeatable_read_never_fills_the_shared_tiers(b: Backend) {
 }
 
 fn a_savepoint_released_after_its_root_committed_still_invalidates(b: Backend) {
-    let cache = b.builder("late_sp").build().unwrap();
+    let cache = b.builder("late_sp").build_for(b).unwrap();
     let loads = Loads::default();
     let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1])).unwrap();
     let root = cache.atomic();
@@ -287,7 +290,7 @@ fn a_savepoint_released_after_its_root_committed_still_invalidates(b: Backend) {
 }
 
 fn a_finished_scope_refuses_reads(b: Backend) {
-    let cache = b.builder("finished").build().unwrap();
+    let cache = b.builder("finished").build_for(b).unwrap();
     let root = cache.atomic();
     let view = root.no_invalidation();
     root.commit().unwrap();
@@ -344,7 +347,7 @@ fn a_savepoint_of_a_released_savepoint_waits_for_the_root(b: Backend) {
 }
 
 fn a_savepoint_open_at_the_root_commit_is_committed_with_it(b: Backend) {
-    let cache = b.builder("sp_open_commit").build().unwrap();
+    let cache = b.builder("sp_open_commit").build_for(b).unwrap();
     let loads = Loads::default();
     let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1])).unwrap();
     let root = cache.atomic();
@@ -357,7 +360,7 @@ fn a_savepoint_open_at_the_root_commit_is_committed_with_it(b: Backend) {
 }
 
 fn very_many_written_rows_collapse_to_whole_tables(b: Backend) {
-    let cache = b.builder("collapse").pending_limit(10).build().unwrap();
+    let cache = b.builder("collapse").pending_limit(10).build_for(b).unwrap();
     let loads = Loads::default();
     let _: Vec<i64> = cache.get_or_load(&list(50), loads.of(vec![50])).unwrap();
     let scope = cache.atomic();

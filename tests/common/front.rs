@@ -374,6 +374,27 @@ impl TestScope {
             TestScope::Async(s) => drive(s.invalidate_model(t)),
         }
     }
+    pub fn invalidate_obj<R: Serialize + ?Sized>(&self, t: &str, row: &R) -> Result<(), Error> {
+        match self {
+            TestScope::Blocking(s) => s.invalidate_obj(t, row),
+            TestScope::Async(s) => drive(s.invalidate_obj(t, row)),
+        }
+    }
+    pub fn no_invalidation(&self) -> TestScope {
+        match self {
+            TestScope::Blocking(s) => TestScope::Blocking(s.no_invalidation()),
+            TestScope::Async(s) => TestScope::Async(s.no_invalidation()),
+        }
+    }
+    pub fn isolation(&self) -> Isolation {
+        match self {
+            TestScope::Blocking(s) => s.isolation(),
+            TestScope::Async(s) => s.isolation(),
+        }
+    }
+    pub fn release(self) -> Result<(), Error> {
+        self.commit()
+    }
     pub fn savepoint(&self) -> Result<TestScope, Error> {
         match self {
             TestScope::Blocking(s) => s.savepoint().map(TestScope::Blocking),
