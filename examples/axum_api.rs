@@ -26,7 +26,7 @@
 //!
 //! The smoke test uses a cache prefix of its own (process id and time), so it neither sees
 //! nor disturbs the entries of a running server or of another run; it deletes the rows it
-//! created and this run's cache entries when it ends. It exits with code 1 when a check
+//! created and this run's Redis keys when it ends. It exits with code 1 when a check
 //! fails.
 
 use std::future::IntoFuture;
@@ -328,7 +328,8 @@ async fn main() -> Result<ExitCode, BoxError> {
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(5))
         .connect(&database_url)
-        .await?;
+        .await
+        .map_err(|e| format!("PostgreSQL at {database_url}: {e}"))?;
 
     let prefix = if smoke {
         let nanos = SystemTime::now()
@@ -360,11 +361,13 @@ async fn main() -> Result<ExitCode, BoxError> {
         db_reads: Arc::new(AtomicUsize::new(0)),
         hits,
     };
-    prepare_table(&app).await?;
+    prepare_table(&app)
+        .await
+        .map_err(|e| format!("preparing the table: {e}"))?;
 
     if smoke {
         println!("smoke test: PostgreSQL {database_url}, Redis {redis_url}, prefix {prefix}");
-        smoke_test(app).await
+        smoke_test(app, &redis_url, &prefix).await
     } else {
         serve(app).await?;
         Ok(ExitCode::SUCCESS)
@@ -402,7 +405,7 @@ macro_rules! ensure {
 }
 
 /// Serves on a free port, runs the checks, then cleans up whatever they left.
-async fn smoke_test(app: AppState) -> Result<ExitCode, BoxError> {
+async fn smoke_test(app: AppState, redis_url: &str, prefix: &str) -> Result<ExitCode, BoxError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -419,37 +422,82 @@ async fn smoke_test(app: AppState) -> Result<ExitCode, BoxError> {
     let outcome = smoke_steps(&app, addr, &mut created).await;
 
     let _ = stop.send(());
-    let served = server.await;
-    if !created.is_empty() {
+    let served = match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("the server stopped with an error: {e}")),
+        Err(e) => Err(format!("the server task failed: {e}")),
+    };
+    let mut passed = true;
+    for failure in [outcome.map_err(|e| e.to_string()), served]
+        .into_iter()
+        .filter_map(Result::err)
+    {
+        eprintln!("smoke test FAILED: {failure}");
+        passed = false;
+    }
+
+    // Cleanup, also after a failure; its own failures fail the run but hide nothing above.
+    if let Err(e) = delete_rows(&app.db, &created).await {
+        eprintln!("cleanup: could not delete the rows {created:?}: {e}");
+        passed = false;
+    }
+    if let Err(e) = delete_keys(redis_url, prefix).await {
+        eprintln!("cleanup: could not delete the Redis keys {prefix}*: {e}");
+        passed = false;
+    }
+
+    if passed {
+        println!(
+            "smoke test passed ({} database reads, {} cache hits)",
+            app.db_reads(),
+            app.hits()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn delete_rows(db: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+    if !ids.is_empty() {
         sqlx::query("DELETE FROM axum_article WHERE id = ANY($1)")
-            .bind(&created)
-            .execute(&app.db)
+            .bind(ids)
+            .execute(db)
             .await?;
     }
-    // Drop this run's entries and stamps now rather than at their expiry.
-    app.cache.invalidate_all().await?;
+    Ok(())
+}
 
-    match (outcome, served) {
-        (Ok(()), Ok(Ok(()))) => {
-            println!(
-                "smoke test passed ({} database reads, {} cache hits)",
-                app.db_reads(),
-                app.hits()
-            );
-            Ok(ExitCode::SUCCESS)
+/// Deletes every key of this run's prefix, through the `redis` crate (a dependency of
+/// stampcache). `cache.invalidate_all()` is not enough here: it deletes entries and stamps
+/// (which would expire anyway) but keeps the per-table scheme sets, which have no expiry
+/// (dropping them while a read registers a scheme would lose invalidations), so a prefix
+/// used once would leave them in Redis forever.
+async fn delete_keys(redis_url: &str, prefix: &str) -> Result<(), BoxError> {
+    let client = redis::Client::open(redis_url)?;
+    let mut con = client.get_multiplexed_async_connection().await?;
+    // The prefix is made of letters, digits, '-' and ':': no glob character to escape.
+    let pattern = format!("{prefix}*");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut con)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<()>(&mut con)
+                .await?;
         }
-        (Err(e), _) => {
-            eprintln!("smoke test FAILED: {e}");
-            Ok(ExitCode::FAILURE)
+        if next == 0 {
+            return Ok(());
         }
-        (Ok(()), Ok(Err(e))) => {
-            eprintln!("smoke test FAILED: the server stopped with an error: {e}");
-            Ok(ExitCode::FAILURE)
-        }
-        (Ok(()), Err(e)) => {
-            eprintln!("smoke test FAILED: the server task failed: {e}");
-            Ok(ExitCode::FAILURE)
-        }
+        cursor = next;
     }
 }
 

@@ -16,6 +16,7 @@ use crate::dnf::{to_dnf, DnfLimits};
 use crate::error::{Error, LoadError};
 use crate::event::{Event, Invalidation, Listener, Outcome, Target};
 use crate::flight::{Flights, Join, Waited};
+use crate::front::{Async, Blocking, Front};
 use crate::keys::{scheme_of, KeySpace, Prefix, PrefixScope, TableKeys};
 use crate::local::tracking::{self, Channel, TrackingOptions};
 use crate::local::{LocalMode, LocalStats, LocalTier, Lookup};
@@ -23,12 +24,11 @@ use crate::pending::{Backlog, Pending};
 use crate::profile::{Profile, Profiles};
 use crate::read::{Dep, Force, Read};
 use crate::row::Row;
-use crate::front::{Async, Blocking, Front};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::{EncodedRow, Fetch, Plan, Store, Token};
-use std::future::Future;
 use crate::value::{escape, escape_into};
+use std::future::Future;
 
 /// Shared state of all handles of one cache.
 pub(crate) struct Inner {
@@ -346,7 +346,9 @@ impl<C: Codec> Builder<C> {
         self.check()?;
         let store = match &self.backend {
             Backend::Embedded { capacity } => Store::Embedded(EmbeddedStore::new(*capacity)),
-            Backend::Redis { url } => Store::Blocking(RedisStore::blocking(url, self.redis.clone())?),
+            Backend::Redis { url } => {
+                Store::Blocking(RedisStore::blocking(url, self.redis.clone())?)
+            }
         };
         self.build_over(store)
     }
@@ -736,7 +738,6 @@ impl Cache<DefaultCodec> {
         Builder::default().redis(url).build()
     }
 }
-
 
 impl<C: Codec, M: Front> Cache<C, M> {
     /// A read's value and whether it is stale.
@@ -1682,4 +1683,3 @@ impl<C: Codec, M: Front> Cache<C, M> {
         }
     }
 }
-

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use crate::block::block_on;
 use crate::cache::{ready_loader, unwrap_arc, Cache, Deps};
 use crate::codec::Codec;
-use crate::front::{Async, Blocking, Front};
-use crate::store::Plan;
 use crate::error::{Error, LoadError};
 use crate::event::Target;
+use crate::front::{Async, Blocking, Front};
 use crate::read::Dep;
+use crate::store::Plan;
 
 /// A function call cached under its dependencies, from [`Cache::cached_as`].
 ///

@@ -111,9 +111,7 @@ impl Replay<'_> {
         self.sent = true;
         let n = self.backlog.len();
         let q = self.pending.backlog.lock();
-        self.pending
-            .queued
-            .store(!q.is_empty(), Ordering::Release);
+        self.pending.queued.store(!q.is_empty(), Ordering::Release);
         n
     }
 }

@@ -9,9 +9,9 @@ use serde::Serialize;
 use crate::block::block_on;
 use crate::cache::Cache;
 use crate::codec::Codec;
-use crate::front::{Async, Blocking, Front};
 use crate::error::Error;
 use crate::event::{Event, Outcome, Target};
+use crate::front::{Async, Blocking, Front};
 use crate::pending::Backlog;
 
 /// Time-only caching, from [`Cache::simple`] (blocking) or [`AsyncCache::simple`](crate::AsyncCache) (async).
@@ -146,7 +146,11 @@ impl<'c, C: Codec, M: Front> Simple<'c, C, M> {
     }
 
     /// The cached call under `key`, or `None` on a miss.
-    async fn cached_hit<T: DeserializeOwned>(&self, name: &str, key: &str) -> Result<Option<T>, Error> {
+    async fn cached_hit<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<T>, Error> {
         match self.get_raw::<T>(Target::Func { name }, key).await {
             Ok(v) => Ok(Some(v)),
             Err(Error::CacheMiss) => Ok(None),
@@ -247,7 +251,11 @@ impl<C: Codec> Simple<'_, C, Async> {
     }
 
     /// Async [`Simple::invalidate`].
-    pub async fn invalidate<A: Serialize + ?Sized>(&self, name: &str, args: &A) -> Result<bool, Error> {
+    pub async fn invalidate<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        args: &A,
+    ) -> Result<bool, Error> {
         let key = self.key(name, args)?;
         self.delete_raw(key).await
     }

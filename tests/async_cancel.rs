@@ -102,12 +102,23 @@ fn dropped_misses_leave_no_lock_and_every_key_readable() {
                     .expect("invalidation");
             }
         }
-        assert!(cancelled > 100, "the time limits cancelled too few reads ({cancelled})");
+        assert!(
+            cancelled > 100,
+            "the time limits cancelled too few reads ({cancelled})"
+        );
         // Locks of dropped leaders are released by spawned tasks: give them a moment.
         tokio::time::sleep(Duration::from_millis(200)).await;
     });
-    assert_eq!(lock_keys(&prefix), Vec::<String>::new(), "a lock outlived its reader");
-    assert_eq!(cache.flights_in_progress(), 0, "a flight outlived its leader");
+    assert_eq!(
+        lock_keys(&prefix),
+        Vec::<String>::new(),
+        "a lock outlived its reader"
+    );
+    assert_eq!(
+        cache.flights_in_progress(),
+        0,
+        "a flight outlived its leader"
+    );
     runtime().block_on(async {
         for id in 0..4 {
             let read = tokio::time::timeout(
@@ -118,7 +129,11 @@ fn dropped_misses_leave_no_lock_and_every_key_readable() {
             .expect("no reader is stuck")
             .expect("the key is readable");
             let version = db[id as usize].load(Ordering::SeqCst);
-            assert_eq!(read.title, format!("v{version}"), "a stale entry was served");
+            assert_eq!(
+                read.title,
+                format!("v{version}"),
+                "a stale entry was served"
+            );
         }
     });
 }

@@ -360,7 +360,11 @@ fn a_savepoint_open_at_the_root_commit_is_committed_with_it(b: Backend) {
 }
 
 fn very_many_written_rows_collapse_to_whole_tables(b: Backend) {
-    let cache = b.builder("collapse").pending_limit(10).build_for(b).unwrap();
+    let cache = b
+        .builder("collapse")
+        .pending_limit(10)
+        .build_for(b)
+        .unwrap();
     let loads = Loads::default();
     let _: Vec<i64> = cache.get_or_load(&list(50), loads.of(vec![50])).unwrap();
     let scope = cache.atomic();

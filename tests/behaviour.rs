@@ -839,7 +839,11 @@ fn absurd_timeouts_are_clamped_not_panics(b: Backend) {
 }
 
 fn prepared_reads_behave_like_reads(b: Backend) {
-    let cache = b.builder("prepared").no_cache("blog.log").build_for(b).unwrap();
+    let cache = b
+        .builder("prepared")
+        .no_cache("blog.log")
+        .build_for(b)
+        .unwrap();
     let loads = Loads::default();
     let hot = cache.prepare(&category_count(1));
     let v: u64 = hot.get_or_load(loads.of(1)).unwrap();

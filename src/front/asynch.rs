@@ -117,7 +117,11 @@ impl<C: Codec> AsyncCache<C> {
     // ---------------------------------------------------------------- writes
 
     /// Async [`Cache::invalidate_obj`](crate::Cache::invalidate_obj).
-    pub async fn invalidate_obj<R: Serialize + ?Sized>(&self, table: &str, row: &R) -> Result<(), Error> {
+    pub async fn invalidate_obj<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        row: &R,
+    ) -> Result<(), Error> {
         let rows = vec![Row::from_serialize(row)?];
         self.written(table, rows, None).await
     }
@@ -133,7 +137,11 @@ impl<C: Codec> AsyncCache<C> {
     }
 
     /// Async [`Cache::on_insert`](crate::Cache::on_insert).
-    pub async fn on_insert<R: Serialize + ?Sized>(&self, table: &str, new: &R) -> Result<(), Error> {
+    pub async fn on_insert<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        new: &R,
+    ) -> Result<(), Error> {
         let rows = vec![Row::from_serialize(new)?];
         let saved = self.saved(table, new)?;
         self.written(table, rows, saved).await
@@ -152,7 +160,11 @@ impl<C: Codec> AsyncCache<C> {
     }
 
     /// Async [`Cache::on_delete`](crate::Cache::on_delete).
-    pub async fn on_delete<R: Serialize + ?Sized>(&self, table: &str, old: &R) -> Result<(), Error> {
+    pub async fn on_delete<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        old: &R,
+    ) -> Result<(), Error> {
         self.invalidate_obj(table, old).await
     }
 

@@ -41,7 +41,7 @@ impl<C: Codec> Cache<C, Blocking> {
     }
 
     /// Like [`get_or_load_arc`](Cache::get_or_load_arc), saying whether the value is stale:
-    /// with a profile's [`stale_while_revalidate`](Profile::stale_while_revalidate), a read
+    /// with a profile's [`stale_while_revalidate`](crate::Profile::stale_while_revalidate), a read
     /// of an entry invalidated within the grace gets the previous value at once while one
     /// caller reloads. Without that option, answers are never stale.
     pub fn get_or_load_answer<T, F>(&self, read: &Read, loader: F) -> Result<Answer<T>, Error>

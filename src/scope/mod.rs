@@ -46,9 +46,9 @@ use std::future::Future;
 use crate::block::block_on;
 use crate::cache::{ready_loader, unwrap_arc, Cache, Served};
 use crate::codec::{Codec, DefaultCodec};
-use crate::front::{Async, Blocking, Front};
 use crate::error::{Error, LoadError};
 use crate::event::{Outcome, Target};
+use crate::front::{Async, Blocking, Front};
 use crate::pending::Backlog;
 use crate::read::Read;
 use crate::row::Row;
@@ -521,7 +521,11 @@ impl<C: Codec> Scope<C, Async> {
     }
 
     /// Async [`Scope::invalidate_obj`].
-    pub async fn invalidate_obj<R: Serialize + ?Sized>(&self, table: &str, row: &R) -> Result<(), Error> {
+    pub async fn invalidate_obj<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        row: &R,
+    ) -> Result<(), Error> {
         let late = self.rows_written(table, vec![Row::from_serialize(row)?]);
         self.apply_late(late).await
     }
@@ -537,7 +541,11 @@ impl<C: Codec> Scope<C, Async> {
     }
 
     /// Async [`Scope::on_insert`].
-    pub async fn on_insert<R: Serialize + ?Sized>(&self, table: &str, new: &R) -> Result<(), Error> {
+    pub async fn on_insert<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        new: &R,
+    ) -> Result<(), Error> {
         self.invalidate_obj(table, new).await
     }
 
@@ -553,7 +561,11 @@ impl<C: Codec> Scope<C, Async> {
     }
 
     /// Async [`Scope::on_delete`].
-    pub async fn on_delete<R: Serialize + ?Sized>(&self, table: &str, old: &R) -> Result<(), Error> {
+    pub async fn on_delete<R: Serialize + ?Sized>(
+        &self,
+        table: &str,
+        old: &R,
+    ) -> Result<(), Error> {
         self.invalidate_obj(table, old).await
     }
 

@@ -181,7 +181,12 @@ impl Store {
     /// Releases a lock from a destructor, where nothing can be awaited: at once on
     /// blocking stores, on a spawned task on the async one (a dropped read future). If
     /// that cannot run, the lock's expiry releases it.
-    pub fn unlock_detached(&self, plan: std::sync::Arc<Plan>, owner: String, ttl: Duration) -> Result<(), Error> {
+    pub fn unlock_detached(
+        &self,
+        plan: std::sync::Arc<Plan>,
+        owner: String,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         match self {
             Store::Embedded(s) => s.unlock(&plan, &owner, ttl),
             Store::Blocking(s) => crate::block::block_on(s.unlock(&plan, &owner, ttl)),

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use super::FrontEnd;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use stampcache::{
@@ -46,13 +47,6 @@ pub fn drive<F: Future>(f: F) -> F::Output {
         }
         std::thread::park_timeout(Duration::from_millis(5));
     }
-}
-
-/// Which front end a test cache uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrontEnd {
-    Blocking,
-    Async,
 }
 
 /// A cache under test, through either front end.

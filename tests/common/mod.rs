@@ -223,7 +223,15 @@ pub fn unique_prefix(name: &str) -> String {
     )
 }
 
+#[cfg(feature = "tokio")]
 pub mod front;
+
+/// Which front end a test cache uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontEnd {
+    Blocking,
+    Async,
+}
 
 /// Where a test cache keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,18 +246,18 @@ pub enum Kind {
 
 /// A backend and a front end (blocking or async) for a suite run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backend(pub Kind, pub front::FrontEnd);
+pub struct Backend(pub Kind, pub FrontEnd);
 
 #[allow(non_upper_case_globals)]
 impl Backend {
-    pub const Embedded: Backend = Backend(Kind::Embedded, front::FrontEnd::Blocking);
-    pub const Redis: Backend = Backend(Kind::Redis, front::FrontEnd::Blocking);
-    pub const RedisStrict: Backend = Backend(Kind::RedisStrict, front::FrontEnd::Blocking);
-    pub const RedisTracked: Backend = Backend(Kind::RedisTracked, front::FrontEnd::Blocking);
-    pub const AsyncEmbedded: Backend = Backend(Kind::Embedded, front::FrontEnd::Async);
-    pub const AsyncRedis: Backend = Backend(Kind::Redis, front::FrontEnd::Async);
-    pub const AsyncRedisStrict: Backend = Backend(Kind::RedisStrict, front::FrontEnd::Async);
-    pub const AsyncRedisTracked: Backend = Backend(Kind::RedisTracked, front::FrontEnd::Async);
+    pub const Embedded: Backend = Backend(Kind::Embedded, FrontEnd::Blocking);
+    pub const Redis: Backend = Backend(Kind::Redis, FrontEnd::Blocking);
+    pub const RedisStrict: Backend = Backend(Kind::RedisStrict, FrontEnd::Blocking);
+    pub const RedisTracked: Backend = Backend(Kind::RedisTracked, FrontEnd::Blocking);
+    pub const AsyncEmbedded: Backend = Backend(Kind::Embedded, FrontEnd::Async);
+    pub const AsyncRedis: Backend = Backend(Kind::Redis, FrontEnd::Async);
+    pub const AsyncRedisStrict: Backend = Backend(Kind::RedisStrict, FrontEnd::Async);
+    pub const AsyncRedisTracked: Backend = Backend(Kind::RedisTracked, FrontEnd::Async);
 
     /// The store and tier.
     pub fn kind(self) -> Kind {
@@ -257,7 +265,7 @@ impl Backend {
     }
 
     /// The front end.
-    pub fn front(self) -> front::FrontEnd {
+    pub fn front(self) -> FrontEnd {
         self.1
     }
 

@@ -87,7 +87,11 @@ impl<X: Exec> RedisStore<X> {
         format!("{:016x}.", mix(n))
     }
 
-    async fn cmd<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Cmd) -> Result<T, Error> {
+    async fn cmd<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Error> {
         typed(what, self.exec.run(Req::Cmd(cmd)).await?)
     }
 

@@ -2,7 +2,6 @@
 //! reconnects by itself) shared by every task, with the same breaker as the blocking pool.
 //! Blocking commands get a connection of their own, so they never stall the shared one.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -46,7 +45,11 @@ impl Multiplexed {
         })
     }
 
-    async fn blocking(&self, cmd: &redis::Cmd, wait: std::time::Duration) -> redis::RedisResult<RValue> {
+    async fn blocking(
+        &self,
+        cmd: &redis::Cmd,
+        wait: std::time::Duration,
+    ) -> redis::RedisResult<RValue> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.opts.connect_timeout))
             .set_response_timeout(Some(wait.saturating_add(self.opts.io_timeout)));
@@ -59,16 +62,14 @@ impl Multiplexed {
 }
 
 impl Exec for Multiplexed {
-    fn run<'a>(&'a self, req: Req<'a>) -> impl Future<Output = Result<RValue, Error>> + Send + 'a {
-        async move {
-            self.breaker.check()?;
-            let mut conn = self.conn.clone();
-            let reply = match req {
-                Req::Cmd(cmd) => cmd.query_async(&mut conn).await,
-                Req::Pipe(pipe) => pipe.query_async(&mut conn).await,
-                Req::Blocking(cmd, wait) => self.blocking(cmd, wait).await,
-            };
-            reply.map_err(|e| self.breaker.failed(e, self.opts.retry_after).0)
-        }
+    async fn run<'a>(&'a self, req: Req<'a>) -> Result<RValue, Error> {
+        self.breaker.check()?;
+        let mut conn = self.conn.clone();
+        let reply = match req {
+            Req::Cmd(cmd) => cmd.query_async(&mut conn).await,
+            Req::Pipe(pipe) => pipe.query_async(&mut conn).await,
+            Req::Blocking(cmd, wait) => self.blocking(cmd, wait).await,
+        };
+        reply.map_err(|e| self.breaker.failed(e, self.opts.retry_after).0)
     }
 }

@@ -18,8 +18,7 @@ pub(super) fn protocol(what: &str, v: &RValue) -> Error {
 /// A reply converted to `T`, or a typed error naming the command.
 pub(super) fn typed<T: redis::FromRedisValue>(what: &str, v: RValue) -> Result<T, Error> {
     let shown = format!("{v:?}");
-    redis::from_redis_value(v)
-        .map_err(|e| Error::Protocol(format!("{what}: {e} in {shown:.200}")))
+    redis::from_redis_value(v).map_err(|e| Error::Protocol(format!("{what}: {e} in {shown:.200}")))
 }
 
 /// The checksum of stamp values, as the scripts compute it: SHA-1 hex of them joined by `,`.
@@ -130,7 +129,6 @@ pub(super) fn parse_token(v: RValue) -> Result<Token, Error> {
         other => Err(protocol("prepare", &other)),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
