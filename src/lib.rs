@@ -25,9 +25,24 @@
 //! # Ok::<(), stampcache::Error>(())
 //! ```
 //!
+//! The same with the async front end, [`AsyncCache`] (feature `tokio`, on by default):
+//! build it inside a tokio runtime; loaders are async, and so is every operation.
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use stampcache::{Cache, Cond, Read};
+//! let cache = Cache::builder().build_async()?; // .redis(url) for the shared tier
+//! let in_cat_1 = Read::fetch("blog.article").filter(Cond::eq("category", 1));
+//! let ids: Vec<i64> = cache.get_or_load(&in_cat_1, || async { vec![1, 2] }).await?;
+//! assert_eq!(ids, vec![1, 2]);
+//! # Ok::<(), stampcache::Error>(())
+//! # }).unwrap();
+//! ```
+//!
 //! Where things are: keys in [`keys`] (`src/keys.rs`), stamps checked in
 //! `src/store/redis.rs` (Lua) and `src/store/embedded.rs`, invalidation decided in
-//! `src/cache.rs` and applied by the stores. See DESIGN.md.
+//! `src/cache.rs` and applied by the stores; the front ends in `src/front/`. See DESIGN.md.
 
 #![warn(missing_docs)]
 
