@@ -342,28 +342,27 @@ impl<C: Codec> Builder<C> {
     }
     /// Builds the cache. Redis is connected lazily: a bad URL fails here, a down server on
     /// first use.
-    pub fn build(mut self) -> Result<Cache<C>, Error> {
-        self.check()?;
-        let store = match &self.backend {
-            Backend::Embedded { capacity } => Store::Embedded(EmbeddedStore::new(*capacity)),
-            Backend::Redis { url } => {
-                Store::Blocking(RedisStore::blocking(url, self.redis.clone())?)
-            }
-        };
-        self.build_over(store)
+    pub fn build(self) -> Result<Cache<C>, Error> {
+        self.build_with(|url, opts| Ok(Store::Blocking(RedisStore::blocking(url, opts)?)))
     }
 
     /// Builds the [`AsyncCache`]: call it inside a tokio runtime (Redis is reached through
     /// one multiplexed connection, made on first use and remade after failures). The
     /// pool size does not apply; the timeouts do.
     #[cfg(feature = "tokio")]
-    pub fn build_async(mut self) -> Result<AsyncCache<C>, Error> {
+    pub fn build_async(self) -> Result<AsyncCache<C>, Error> {
+        self.build_with(|url, opts| Ok(Store::Async(RedisStore::multiplexed(url, opts)?)))
+    }
+
+    /// Builds a cache whose Redis store (if any) `redis` opens.
+    fn build_with<M: Front>(
+        mut self,
+        redis: impl FnOnce(&str, RedisOptions) -> Result<Store, Error>,
+    ) -> Result<Cache<C, M>, Error> {
         self.check()?;
         let store = match &self.backend {
             Backend::Embedded { capacity } => Store::Embedded(EmbeddedStore::new(*capacity)),
-            Backend::Redis { url } => {
-                Store::Async(RedisStore::multiplexed(url, self.redis.clone())?)
-            }
+            Backend::Redis { url } => redis(url, self.redis.clone())?,
         };
         self.build_over(store)
     }

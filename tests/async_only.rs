@@ -1,6 +1,7 @@
-//! Cancellation safety of the async front end, against a real Redis: read futures dropped
-//! at random points of a miss (and replays dropped mid-flight) leave no lock held, no
-//! waiter stuck, no half-written entry served and no invalidation lost.
+//! What only the async front end can get wrong, against a real Redis (the rest runs in the
+//! shared suites): cancellation (read futures dropped at random points of a miss, replays
+//! dropped mid-flight, which must leave no lock held, no waiter stuck, no half-written
+//! entry served and no invalidation lost), `Send` futures, and one loader across tasks.
 
 mod common;
 
@@ -194,4 +195,35 @@ fn futures_are_send() {
     let row = Article::new(1);
     let w = cache.on_insert("blog.article", &row);
     send(&w);
+}
+
+#[test]
+fn one_loader_for_many_tasks_across_caches() {
+    // Two async caches stand for two processes; with `lock`, 64 concurrent misses of one
+    // entry run the loader once in all.
+    let prefix = unique_prefix("async_dogpile");
+    let caches = [cache_with_lock(&prefix), cache_with_lock(&prefix)];
+    let loads = Arc::new(AtomicUsize::new(0));
+    runtime().block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let cache = caches[i % 2].clone();
+                let loads = loads.clone();
+                tokio::spawn(async move {
+                    cache
+                        .get_or_load(&get(9), || async move {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(30)).await;
+                            Article::new(9)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), Article::new(9));
+        }
+    });
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "more than one loader ran");
+    assert_eq!(lock_keys(&prefix), Vec::<String>::new());
 }
