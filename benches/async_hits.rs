@@ -1,6 +1,7 @@
 //! Async cache hits under concurrency: 1, 8 and 64 tokio tasks sharing one multiplexed
 //! connection, against a bare redis-rs multiplexed `GET` loop of the same bytes in the same
-//! run. Modes: a shared-tier hit (no local tier), a prepared shared-tier hit, and a tracked
+//! run, and against a bare `MGET` of one such value and two 20-byte keys (the shape of a
+//! shared-tier hit: the entry and its two stamps). Modes: a shared-tier hit (no local tier), a prepared shared-tier hit, and a tracked
 //! local hit (no round trip). 1,000 hot keys, one `Article` each, all cached before timing.
 //!
 //! Each measurement runs N tasks for a warm-up, then counts operations for a fixed time.
@@ -59,6 +60,23 @@ impl Worker for BareGet {
     async fn hit(&mut self, k: usize) {
         let v: Vec<u8> = redis::cmd("GET")
             .arg(&self.keys[k])
+            .query_async(&mut self.conn)
+            .await
+            .unwrap();
+        black_box(v);
+    }
+}
+
+/// The shape of a shared-tier hit without the cache: `MGET` of the value and two stamps.
+struct BareMget {
+    conn: MultiplexedConnection,
+    keys: Arc<Vec<[String; 3]>>,
+}
+
+impl Worker for BareMget {
+    async fn hit(&mut self, k: usize) {
+        let v: Vec<Vec<u8>> = redis::cmd("MGET")
+            .arg(&self.keys[k][..])
             .query_async(&mut self.conn)
             .await
             .unwrap();
@@ -148,17 +166,25 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Bare,
+    BareMget,
     Shared,
     Prepared,
     Tracked,
 }
 
-const MODES: [Mode; 4] = [Mode::Bare, Mode::Shared, Mode::Prepared, Mode::Tracked];
+const MODES: [Mode; 5] = [
+    Mode::Bare,
+    Mode::BareMget,
+    Mode::Shared,
+    Mode::Prepared,
+    Mode::Tracked,
+];
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Bare => "bare_get",
+            Mode::BareMget => "bare_mget3",
             Mode::Shared => "shared",
             Mode::Prepared => "prepared",
             Mode::Tracked => "tracked",
@@ -169,6 +195,7 @@ impl Mode {
 struct Setup {
     bare: MultiplexedConnection,
     bare_keys: Arc<Vec<String>>,
+    mget_keys: Arc<Vec<[String; 3]>>,
     shared: AsyncCache,
     tracked: AsyncCache,
     reads: Arc<Vec<Read>>,
@@ -193,6 +220,15 @@ impl Setup {
                     .map(|_| BareGet {
                         conn: self.bare.clone(),
                         keys: self.bare_keys.clone(),
+                    })
+                    .collect(),
+            ),
+            Mode::BareMget => measure(
+                rt,
+                (0..n)
+                    .map(|_| BareMget {
+                        conn: self.bare.clone(),
+                        keys: self.mget_keys.clone(),
                     })
                     .collect(),
             ),
@@ -251,6 +287,14 @@ fn main() {
                 .query_async(&mut bare)
                 .await
                 .unwrap();
+            for s in ["s1", "s2"] {
+                let _: () = redis::cmd("SET")
+                    .arg(format!("{BARE_PREFIX}{s}:{k}"))
+                    .arg(format!("{:016x}.{k:03}", k * 7919))
+                    .query_async(&mut bare)
+                    .await
+                    .unwrap();
+            }
         }
         (shared, tracked, bare, value_bytes)
     });
@@ -268,6 +312,17 @@ fn main() {
     let setup = Setup {
         bare,
         bare_keys: Arc::new((0..KEYS).map(|k| format!("{BARE_PREFIX}{k}")).collect()),
+        mget_keys: Arc::new(
+            (0..KEYS)
+                .map(|k| {
+                    [
+                        format!("{BARE_PREFIX}{k}"),
+                        format!("{BARE_PREFIX}s1:{k}"),
+                        format!("{BARE_PREFIX}s2:{k}"),
+                    ]
+                })
+                .collect(),
+        ),
         shared,
         tracked,
         reads,
@@ -342,13 +397,28 @@ fn main() {
             println!("  {n:>2} tasks, round {round}: {}", line.join(", "));
         }
         let bare = ops[Mode::Bare as usize].clone();
+        let mget = ops[Mode::BareMget as usize].clone();
         let bare_med = median(bare.clone());
         out.push(format!("\"bare_get_ops_s_{n}t\": {bare_med:.0}"));
         let mut line = format!("{n:>2} tasks: bare GET {bare_med:.0} ops/s");
+        let mget_ratio = median(mget.iter().zip(&bare).map(|(o, b)| o / b).collect());
+        out.push(format!(
+            "\"bare_mget3_ops_s_{n}t\": {:.0}",
+            median(mget.clone())
+        ));
+        out.push(format!(
+            "\"ratio_bare_mget3_vs_bare_{n}t\": {mget_ratio:.3}"
+        ));
+        line.push_str(&format!(" | bare MGET(3) ({mget_ratio:.2}x)"));
         for m in [Mode::Shared, Mode::Prepared, Mode::Tracked] {
             let mine = &ops[m as usize];
             let med = median(mine.clone());
             let ratio = median(mine.iter().zip(&bare).map(|(o, b)| o / b).collect());
+            let vs_mget = median(mine.iter().zip(&mget).map(|(o, b)| o / b).collect());
+            out.push(format!(
+                "\"ratio_{}_vs_bare_mget3_{n}t\": {vs_mget:.3}",
+                m.name()
+            ));
             if m != Mode::Tracked && ratio < 0.8 {
                 pass_08 = false;
             }
