@@ -633,9 +633,13 @@ struct LockHeld<'a, C: Codec, M: Front> {
 
 impl<C: Codec, M: Front> LockHeld<'_, C, M> {
     async fn release(mut self) {
-        if let Some(owner) = self.owner.take() {
+        // Disarmed only once the unlock has answered: dropped while it is in flight, the
+        // destructor sends it again (unlocking twice is harmless).
+        if let Some(owner) = self.owner.clone() {
             let inner = &self.cache.inner;
-            if let Err(e) = inner.store.unlock(&self.plan, &owner, inner.lock_ttl).await {
+            let unlocked = inner.store.unlock(&self.plan, &owner, inner.lock_ttl).await;
+            self.owner = None;
+            if let Err(e) = unlocked {
                 let _ = self.cache.store_failed("unlock", e);
             }
         }
