@@ -41,7 +41,7 @@
 //! ```
 //!
 //! Where things are: keys in [`keys`] (`src/keys.rs`), stamps checked in
-//! `src/store/redis.rs` (Lua) and `src/store/embedded.rs`, invalidation decided in
+//! `src/store/redis/reply.rs` (hits) and `src/store/embedded.rs`, invalidation decided in
 //! `src/cache.rs` and applied by the stores; the front ends in `src/front/`. See DESIGN.md.
 
 #![warn(missing_docs)]
