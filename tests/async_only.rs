@@ -231,3 +231,66 @@ fn one_loader_for_many_tasks_across_caches() {
     assert_eq!(loads.load(Ordering::SeqCst), 1, "more than one loader ran");
     assert_eq!(lock_keys(&prefix), Vec::<String>::new());
 }
+
+#[test]
+fn redis_down_degrades_never_stale_and_recovers() {
+    let mut server = RedisServer::start(&[]);
+    let cache = {
+        let _rt = runtime().enter();
+        Cache::builder()
+            .redis(server.url())
+            .prefix(&*unique_prefix("async_down"))
+            .degrade_on_failure(true)
+            .io_timeout(Duration::from_millis(200))
+            .retry_after(Duration::ZERO)
+            .build_async()
+            .expect("an async cache")
+    };
+    runtime().block_on(async {
+        let one = get(1);
+        let read = |v: u64| cache.get_or_load(&one, move || async move { v });
+        assert_eq!(read(1).await.unwrap(), 1);
+        assert_eq!(read(9).await.unwrap(), 1, "cached");
+        server.pause();
+        // Degrading: the write is queued, the read runs its loader (never the old value).
+        cache
+            .on_update("blog.article", &Article::new(1), &Article::new(1))
+            .await
+            .expect("degrades");
+        assert!(cache.pending_invalidations() > 0);
+        assert_eq!(read(2).await.unwrap(), 2);
+        server.resume();
+        // The queue is replayed before the next read: the old entry is dead.
+        assert_eq!(read(3).await.unwrap(), 3);
+        assert_eq!(cache.pending_invalidations(), 0);
+        assert_eq!(read(9).await.unwrap(), 3, "cached again");
+    });
+    // A restarted (empty) server: the connection is remade and caching resumes.
+    server.restart();
+    runtime().block_on(async {
+        let one = get(1);
+        let read = |v: u64| cache.get_or_load(&one, move || async move { v });
+        assert_eq!(
+            read(4).await.unwrap(),
+            4,
+            "the old entry is gone with the server"
+        );
+        // The first calls may find the connection broken (and degrade); then a loaded
+        // value is stored and served from the cache again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut next = 5;
+        loop {
+            let v = read(next).await.unwrap();
+            if v != next {
+                assert!(v < next, "{v}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "caching did not resume after a restart"
+            );
+            next += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
