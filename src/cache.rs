@@ -1302,6 +1302,57 @@ impl<C: Codec, M: Front> Cache<C, M> {
         Ok(Some(held))
     }
 
+    /// The local tier's answer for `key` (a served hit is reported here).
+    fn local_lookup<T: Send + Sync + 'static>(
+        &self,
+        local: &LocalTier,
+        target: Target<'_>,
+        key: u128,
+        mode: LocalMode,
+    ) -> Lookup<T> {
+        let found = local.lookup::<T>(key, mode);
+        if matches!(found, Lookup::Serve(_)) {
+            self.read_event(target, Outcome::LocalHit);
+        }
+        found
+    }
+
+    /// A local hit that needs no store (`Tracked`, `Bounded` within its bound, `TtlOnly`),
+    /// found without entering the async core: the blocking front end's fast path. `None`
+    /// means "go through the core" (which looks again).
+    pub(crate) fn local_hit<T: Send + Sync + 'static>(&self, read: &Read) -> Option<Arc<T>> {
+        self.inner.local.as_ref()?;
+        self.inner.plans.as_ref()?;
+        let profile = self.read_profile(read)?;
+        let mode = self.local_mode(profile);
+        if mode == LocalMode::Off {
+            return None;
+        }
+        let target = Target::Table {
+            table: &read.table,
+            op: read.op,
+        };
+        self.local_hit_keyed(target, plan_key(read, profile), mode)
+    }
+
+    /// [`local_hit`](Cache::local_hit) of a read whose local key and mode are known.
+    pub(crate) fn local_hit_keyed<T: Send + Sync + 'static>(
+        &self,
+        target: Target<'_>,
+        key: u128,
+        mode: LocalMode,
+    ) -> Option<Arc<T>> {
+        let local = self
+            .inner
+            .local
+            .as_ref()
+            .filter(|_| mode != LocalMode::Off)?;
+        match self.local_lookup::<T>(local, target, key, mode) {
+            Lookup::Serve(v) => Some(v),
+            Lookup::Confirm(..) | Lookup::Miss => None,
+        }
+    }
+
     /// Asks the local tier for `key`; confirms the entry with the store when its mode says so.
     async fn local_answer<T: Send + Sync + 'static>(
         &self,
@@ -1312,11 +1363,8 @@ impl<C: Codec, M: Front> Cache<C, M> {
         let Some(local) = self.inner.local.as_ref().filter(|_| mode != LocalMode::Off) else {
             return Ok(LocalAnswer::Miss);
         };
-        match local.lookup::<T>(key, mode) {
-            Lookup::Serve(v) => {
-                self.read_event(target, Outcome::LocalHit);
-                Ok(LocalAnswer::Hit(v))
-            }
+        match self.local_lookup::<T>(local, target, key, mode) {
+            Lookup::Serve(v) => Ok(LocalAnswer::Hit(v)),
             Lookup::Confirm(entry, v) => {
                 let confirmed = match self.replay().await {
                     Ok(()) => {

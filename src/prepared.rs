@@ -106,6 +106,15 @@ impl<C: Codec> Prepared<C, Blocking> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
+        if self.plan.is_some() && self.cache.inner.enabled {
+            let target = Target::Table {
+                table: &self.table,
+                op: self.op,
+            };
+            if let Some(v) = self.cache.local_hit_keyed(target, self.key, self.mode) {
+                return Ok(v); // No I/O: the core is not entered.
+            }
+        }
         block_on(self.read(ready_loader(loader)))
     }
 }

@@ -86,6 +86,9 @@ impl<C: Codec> Cache<C, Blocking> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
+        if let Some(v) = self.local_hit(read) {
+            return Ok(v);
+        }
         block_on(self.read_served(read, ready_loader(loader))).map(|(v, _)| v)
     }
 }
