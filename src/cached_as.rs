@@ -155,7 +155,7 @@ impl<C: Codec> CachedAs<'_, C, Async> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        self.run(move || async move { Ok::<T, std::convert::Infallible>(f().await) })
+        self.run(crate::error::infallible_async!(f))
             .await
             .map_err(LoadError::into_cache_error)
     }

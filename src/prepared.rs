@@ -137,7 +137,7 @@ impl<C: Codec> Prepared<C, Async> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        self.read(move || async move { Ok::<T, std::convert::Infallible>(loader().await) })
+        self.read(crate::error::infallible_async!(loader))
             .await
             .map_err(LoadError::into_cache_error)
     }

@@ -2,7 +2,6 @@
 //! core (`src/cache.rs`). Loaders are async; every future is `Send` when the loader's is,
 //! and dropping one at any await point is safe (see DESIGN.md, "Cancellation").
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -11,16 +10,9 @@ use serde::Serialize;
 
 use crate::cache::{unwrap_arc, Answer, AsyncCache};
 use crate::codec::Codec;
-use crate::error::{Error, LoadError};
+use crate::error::{infallible_async, Error, LoadError};
 use crate::read::Read;
 use crate::row::Row;
-
-/// An infallible async loader for the fallible core.
-macro_rules! infallible {
-    ($loader:expr) => {
-        move || async move { Ok::<_, Infallible>($loader().await) }
-    };
-}
 
 impl<C: Codec> AsyncCache<C> {
     // ---------------------------------------------------------------- reads
@@ -51,7 +43,7 @@ impl<C: Codec> AsyncCache<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        self.try_get_or_load_arc(read, infallible!(loader))
+        self.try_get_or_load_arc(read, infallible_async!(loader))
             .await
             .map_err(LoadError::into_cache_error)
     }
@@ -67,7 +59,7 @@ impl<C: Codec> AsyncCache<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        self.read_answer(read, infallible!(loader))
+        self.read_answer(read, infallible_async!(loader))
             .await
             .map_err(LoadError::into_cache_error)
     }

@@ -499,11 +499,9 @@ impl<C: Codec> Scope<C, Async> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        self.read(read, move || async move {
-            Ok::<T, std::convert::Infallible>(loader().await)
-        })
-        .await
-        .map_err(LoadError::into_cache_error)
+        self.read(read, crate::error::infallible_async!(loader))
+            .await
+            .map_err(LoadError::into_cache_error)
     }
 
     /// Async [`Scope::try_get_or_load`], with an async loader.
