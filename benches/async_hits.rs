@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 use common::{Article, RedisServer};
 use crossbeam_utils::CachePadded;
 use redis::aio::MultiplexedConnection;
-use stampcache::front::Async;
-use stampcache::{AsyncCache, Bitcode, Codec, Cond, DefaultCodec, LocalMode, Prepared, Read};
+use stampcache::{AsyncCache, AsyncPrepared, Bitcode, Codec, Cond, DefaultCodec, LocalMode, Read};
 use tokio::runtime::Runtime;
 
 const KEYS: usize = 1000;
@@ -101,7 +100,7 @@ impl Worker for CacheHit {
 }
 
 struct PreparedHit {
-    prepared: Arc<Vec<Prepared<DefaultCodec, Async>>>,
+    prepared: Arc<Vec<AsyncPrepared<DefaultCodec>>>,
 }
 
 impl Worker for PreparedHit {
@@ -199,7 +198,7 @@ struct Setup {
     shared: AsyncCache,
     tracked: AsyncCache,
     reads: Arc<Vec<Read>>,
-    prepared: Arc<Vec<Prepared<DefaultCodec, Async>>>,
+    prepared: Arc<Vec<AsyncPrepared<DefaultCodec>>>,
 }
 
 impl Setup {

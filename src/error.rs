@@ -90,21 +90,5 @@ impl LoadError<std::convert::Infallible> {
     }
 }
 
-/// Wraps an async loader that cannot fail for the fallible core (the async twin of
-/// [`infallible`]; a macro because the closure's future type cannot be named).
-macro_rules! infallible_async {
-    ($loader:expr) => {
-        move || async move { Ok::<_, std::convert::Infallible>($loader().await) }
-    };
-}
-pub(crate) use infallible_async;
-
-/// Wraps a loader that cannot fail for the `try_` APIs.
-pub(crate) fn infallible<T>(
-    f: impl FnOnce() -> T,
-) -> impl FnOnce() -> Result<T, std::convert::Infallible> {
-    move || Ok(f())
-}
-
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,6 +7,7 @@ use crate::profile::Op;
 
 /// What a read was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Target<'a> {
     /// A read of a table.
     Table {
@@ -29,6 +30,7 @@ pub enum Target<'a> {
 
 /// How a read was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Served from the shared tier.
     Hit,
@@ -50,6 +52,7 @@ pub enum Outcome {
 
 /// What an invalidation covered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Invalidation<'a> {
     /// Rows of one table.
     Rows {

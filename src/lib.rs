@@ -6,7 +6,7 @@
 //! Describe a read with [`Read`] (table, operation, [`Cond`] tree, anything else that shapes
 //! the result), give a loader, and report writes with [`Cache::on_insert`],
 //! [`Cache::on_update`] and [`Cache::on_delete`]. Conditions become a disjunction of
-//! `field = value` conjunctions per table ([`dnf`]); each conjunction has a *stamp* in the
+//! `field = value` conjunctions per table; each conjunction has a *stamp* in the
 //! store; an entry is valid only while every stamp it was computed under is unchanged, and a
 //! written row deletes the stamps of the conjunctions it matches.
 //!
@@ -40,48 +40,47 @@
 //! # }).unwrap();
 //! ```
 //!
-//! Where things are: keys in [`keys`] (`src/keys.rs`), stamps checked in
-//! `src/store/redis/reply.rs` (hits) and `src/store/embedded.rs`, invalidation decided in
-//! `src/cache.rs` and applied by the stores; the front ends in `src/front/`. See DESIGN.md.
+//! Where things are (DESIGN.md has the whole map): keys are built in `src/keys.rs`, reads
+//! planned in `src/plan.rs`, the read protocol is `src/core/read.rs`, stamps are checked in
+//! `src/store/redis/reply.rs` (hits) and `src/store/embedded.rs`, invalidations are built
+//! in `src/core/invalidate.rs` and applied by the stores; every public handle is in
+//! `src/front/`.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod argkey;
 mod block;
-mod cache;
-mod cached_as;
+mod builder;
 pub mod codec;
 mod cond;
-pub mod dnf;
+mod core;
+mod dnf;
 mod error;
 mod event;
-mod flight;
-pub mod front;
-pub mod keys;
-mod local;
-mod pending;
-mod prepared;
+mod front;
+mod keys;
+mod plan;
 mod profile;
 mod read;
 mod row;
-mod scope;
-mod simple;
 mod store;
 mod sync;
 mod value;
 
-pub use cache::{Answer, AsyncCache, Builder, Cache, Stats};
-pub use cached_as::CachedAs;
+pub use crate::core::local::LocalStats;
+pub use crate::core::scope::Isolation;
+pub use crate::core::Stats;
+pub use builder::Builder;
 pub use codec::{Bitcode, Codec, DefaultCodec};
 pub use cond::{Cond, FieldRef};
 pub use error::{Error, LoadError, Result};
 pub use event::{Event, Invalidation, Listener, Outcome, Target};
+pub use front::{Answer, Cache, CachedAs, Prepared, Scope, Simple};
+#[cfg(feature = "tokio")]
+pub use front::{AsyncCache, AsyncCachedAs, AsyncPrepared, AsyncScope, AsyncSimple};
 pub use keys::{Prefix, PrefixScope};
-pub use local::{LocalMode, LocalStats};
-pub use prepared::Prepared;
-pub use profile::{Op, Ops, Profile, Profiles};
+pub use profile::{LocalMode, Op, Ops, Profile, Profiles};
 pub use read::{Dep, Force, Read};
 pub use row::Row;
-pub use scope::{AsyncScope, Isolation, Scope};
-pub use simple::Simple;
 pub use value::Value;

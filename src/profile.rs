@@ -6,7 +6,6 @@ use std::time::Duration;
 use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use crate::error::Error;
-use crate::local::LocalMode;
 
 /// The kind of read, as cacheops names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +62,23 @@ impl<const N: usize> From<[Op; N]> for Ops {
     fn from(ops: [Op; N]) -> Self {
         Ops(ops.iter().fold(0, |acc, op| acc | op.bit()))
     }
+}
+
+/// How much a local hit trusts itself (see DESIGN.md, "The local tier").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LocalMode {
+    /// No local tier for this table.
+    Off,
+    /// Every local hit is confirmed by reading the entry's stamps from Redis.
+    Strict,
+    /// Local hits cost nothing; Redis pushes stamp changes (client-side caching).
+    Tracked,
+    /// Local hits confirmed within the duration are served without asking Redis.
+    Bounded(Duration),
+    /// Local hits are served until their TTL (cacheops' `local_get`); only this process'
+    /// own invalidations reach them.
+    TtlOnly,
 }
 
 /// How one table is cached.

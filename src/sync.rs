@@ -1,16 +1,29 @@
 //! The one place that chooses synchronisation primitives: std atomics and parking_lot
-//! normally, loom's models under `--cfg loom` (see `loom-tests/`). Modules whose races are
-//! modelled import from here, never from std or parking_lot directly.
+//! normally, loom's models under `--cfg loom` (see `loom-tests/`). Every module takes its
+//! locks and atomics from here, never from std, parking_lot or tokio directly. (`Arc` is
+//! std's everywhere but in the modelled modules, which take loom's from here too.)
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
+
+/// A mutex held across `.await` (replays serialise on it); tokio's, which works under any
+/// executor, the blocking front end's included. Not modelled under loom.
+#[cfg(not(loom))]
+pub(crate) type AsyncMutex<T> = tokio::sync::Mutex<T>;
+/// The guard of [`AsyncMutex`].
+#[cfg(not(loom))]
+pub(crate) type AsyncMutexGuard<'a, T> = tokio::sync::MutexGuard<'a, T>;
+
+/// Wakes async waiters (tokio's; not modelled under loom, where waits are blocking).
+#[cfg(all(feature = "tokio", not(loom)))]
+pub(crate) type Notify = tokio::sync::Notify;
 
 /// A mutex whose `lock` returns the guard directly (parking_lot's interface).
 #[cfg(not(loom))]

@@ -5,15 +5,15 @@
 #[allow(dead_code)]
 mod sync;
 
-#[path = "../../src/local/epochs.rs"]
+#[path = "../../src/core/local/epochs.rs"]
 #[allow(dead_code)]
 mod epochs;
 
-#[path = "../../src/scope/chain.rs"]
+#[path = "../../src/core/scope/chain.rs"]
 #[allow(dead_code)]
 mod chain;
 
-#[path = "../../src/flight.rs"]
+#[path = "../../src/core/flight.rs"]
 #[allow(dead_code)]
 mod flight;
 

@@ -3,12 +3,12 @@
 //! recreated stamp never equals an old one.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use super::{later, was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan, Token};
 use crate::error::Error;

@@ -2,9 +2,10 @@
 //! same semantics in one process. [`Store`] is either; everything above it is shared.
 //!
 //! The protocol, for one read:
-//! 1. `fetch(plan, true)`: the entry if every stamp in `plan` still matches the checksum it
+//! 1. `fetch(plan)`: the entry if every stamp in `plan` still matches the checksum it
 //!    was stored with; otherwise the current stamps are read (created where absent) and
-//!    returned as a [`Token`]. This happens *before* the loader runs.
+//!    returned as a [`Token`]. This happens *before* the loader runs. `prepare(plan)` does
+//!    only the second half (script `PREPARE`).
 //! 2. the loader runs;
 //! 3. `store(plan, token, payload)`: stores the payload tagged with the token, unless the
 //!    stamps changed meanwhile. Even if stored, a later change of any stamp kills it.
@@ -16,51 +17,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::keys::TableKeys;
-
-/// Everything a store needs to read or fill one cached entry.
-#[derive(Debug, Clone)]
-pub(crate) struct Plan {
-    /// The entry's key.
-    pub entry: String,
-    /// Stamp keys the entry depends on, in a fixed order.
-    pub stamps: Vec<String>,
-    /// Scheme sets to register (key, schemes) before the loader runs.
-    pub schemes: Vec<(String, Vec<String>)>,
-    /// Entry lifetime.
-    pub ttl: Duration,
-    /// How the local tier treats this entry.
-    pub local: crate::local::LocalMode,
-    /// The conjunctions per table the entry depends on (for scope overlays).
-    pub deps: Vec<(String, Vec<crate::dnf::Conj>)>,
-    /// One loader across processes (the profile's `lock`).
-    pub lock: bool,
-    /// Stale-while-revalidate grace (the profile's `stale_grace`).
-    pub stale: Option<Duration>,
-}
-
-impl Plan {
-    /// The key of the entry's cross-process loader lock (same slot as the entry).
-    pub fn lock_key(&self) -> String {
-        format!("{}:lock", self.entry)
-    }
-    /// The list of processes waiting for the lock.
-    pub fn waiters_key(&self) -> String {
-        format!("{}:waiters", self.entry)
-    }
-    /// The prefix of each waiter's own wake-up list.
-    pub fn wake_prefix(&self) -> String {
-        format!("{}:wake:", self.entry)
-    }
-}
-
-impl Plan {
-    /// Stamps outlive every entry that uses them (cacheops' `2 * timeout + 10 s`).
-    pub fn stamp_ttl(&self) -> Duration {
-        self.ttl
-            .saturating_mul(2)
-            .saturating_add(Duration::from_secs(10))
-    }
-}
+pub(crate) use crate::plan::Plan;
 
 /// The checksum of the stamps read before a loader ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,10 +80,20 @@ macro_rules! each_store {
 }
 
 impl Store {
-    /// Step 1 of a read: the valid entry, or the current stamps. With `want_hit` false it
-    /// skips the entry and only prepares stamps.
-    pub async fn fetch(&self, plan: &Plan, want_hit: bool) -> Result<Fetch, Error> {
-        each_store!(self, s => s.fetch(plan, want_hit))
+    /// Step 1 of a read: the valid entry, or the current stamps (created where absent, and
+    /// the plan's schemes registered).
+    pub async fn fetch(&self, plan: &Plan) -> Result<Fetch, Error> {
+        each_store!(self, s => s.fetch(plan, true))
+    }
+    /// `PREPARE` alone: the current stamps (created where absent, schemes registered),
+    /// without looking at the entry.
+    pub async fn prepare(&self, plan: &Plan) -> Result<Token, Error> {
+        match each_store!(self, s => s.fetch(plan, false))? {
+            Fetch::Miss(token) => Ok(token),
+            Fetch::Hit(..) | Fetch::Stale(_) => {
+                Err(Error::Protocol("PREPARE answered with an entry".into()))
+            }
+        }
     }
     /// Step 3 of a read: stores `payload` if the stamps still match `token`.
     pub async fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {

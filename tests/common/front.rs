@@ -317,7 +317,7 @@ impl TestCachedAs<'_> {
 /// A prepared read through either front end.
 pub enum TestPrepared {
     Blocking(stampcache::Prepared<stampcache::DefaultCodec>),
-    Async(stampcache::Prepared<stampcache::DefaultCodec, stampcache::front::Async>),
+    Async(stampcache::AsyncPrepared<stampcache::DefaultCodec>),
 }
 
 impl TestPrepared {

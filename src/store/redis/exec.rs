@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use redis::{Client, Connection, Value as RValue};
 
 use super::RedisOptions;

@@ -17,7 +17,7 @@ mod lua;
 mod mux;
 mod reply;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 

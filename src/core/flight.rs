@@ -28,7 +28,7 @@ pub(crate) struct Flight<V> {
     cv: Condvar,
     /// Wakes async followers (tasks must not block a runtime thread on `cv`).
     #[cfg(all(feature = "tokio", not(loom)))]
-    notify: tokio::sync::Notify,
+    notify: crate::sync::Notify,
 }
 
 /// What a follower got.
@@ -74,7 +74,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Flights<K, V> {
             state: Mutex::new(State::Running),
             cv: Condvar::new(),
             #[cfg(all(feature = "tokio", not(loom)))]
-            notify: tokio::sync::Notify::new(),
+            notify: crate::sync::Notify::new(),
         });
         map.insert(key.clone(), flight.clone());
         Join::Leader(Leader {

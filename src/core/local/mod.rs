@@ -18,33 +18,22 @@ pub(crate) mod epochs;
 pub(crate) mod tracking;
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
 
-use crate::store::{Plan, Token};
+use crate::error::Error;
+use crate::keys::KeySpace;
+use crate::plan::Plan;
+use crate::profile::LocalMode;
+use crate::store::Token;
+use crate::sync::{Arc, AtomicU64, Ordering};
 use epochs::{Epochs, Snapshot};
-
-/// How much a local hit trusts itself (see the module docs of `local`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalMode {
-    /// No local tier for this table.
-    Off,
-    /// Every local hit is confirmed by reading the entry's stamps from Redis.
-    Strict,
-    /// Local hits cost nothing; Redis pushes stamp changes (client-side caching).
-    Tracked,
-    /// Local hits confirmed within the duration are served without asking Redis.
-    Bounded(Duration),
-    /// Local hits are served until their TTL (cacheops' `local_get`); only this process'
-    /// own invalidations reach them.
-    TtlOnly,
-}
+use tracking::{Channel, TrackingOptions};
 
 /// Counters of the local tier.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LocalStats {
     /// Reads answered from process memory.
     pub hits: u64,
@@ -163,6 +152,70 @@ pub(crate) struct LocalTier {
     origin: Instant,
     /// Pushes reach this process (always true without `Tracked` reads on Redis).
     channel: Arc<tracking::Channel>,
+}
+
+/// How the builder sets the local tier up.
+pub(crate) struct LocalSetup<'a> {
+    /// Some profile (or the default) uses the local tier.
+    pub used: bool,
+    /// Some profile (or the default) uses `Tracked`.
+    pub tracked: bool,
+    /// Bytes of encoded values held at most.
+    pub capacity: u64,
+    /// The Redis URL, when the cache is on Redis (pushes need it).
+    pub redis_url: Option<&'a str>,
+    pub keys: &'a KeySpace,
+    pub heartbeat: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// The local tier and, for `Tracked` reads on Redis, its push channel (started here).
+pub(crate) fn setup(s: LocalSetup<'_>) -> Result<(Option<LocalTier>, Option<Arc<Channel>>), Error> {
+    if !s.used {
+        return Ok((None, None));
+    }
+    let epochs = Epochs::default();
+    let entries = LocalTier::entries(s.capacity);
+    let channel = match (s.redis_url, s.tracked) {
+        (Some(url), true) => {
+            let Some(prefix) = s.keys.stamp_prefix() else {
+                return Err(Error::Config(
+                    "the Tracked local mode needs a static key prefix".into(),
+                ));
+            };
+            if s.heartbeat.is_zero() {
+                return Err(Error::Config(
+                    "the tracking heartbeat must be above zero".into(),
+                ));
+            }
+            // The push connection is RESP2 whatever the URL asks: it reads invalidations as
+            // pub/sub messages (RESP3 would deliver them as pushes it never sees).
+            let info = redis::IntoConnectionInfo::into_connection_info(url)
+                .map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(redis::ProtocolVersion::RESP2);
+            let client = redis::Client::open(info.set_redis_settings(settings))
+                .map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
+            let opts = TrackingOptions {
+                prefix,
+                heartbeat: s.heartbeat,
+                connect_timeout: s.connect_timeout,
+            };
+            Some(tracking::spawn(
+                client,
+                opts,
+                epochs.clone(),
+                entries.clone(),
+            ))
+        }
+        _ => None,
+    };
+    let ch = channel
+        .clone()
+        .unwrap_or_else(|| Channel::always_up(epochs.clone()));
+    Ok((Some(LocalTier::new(entries, ch)), channel))
 }
 
 impl LocalTier {

@@ -3,80 +3,8 @@
 //! Nothing is dropped: past `limit` row images, queued rows collapse into whole-table
 //! invalidations of their tables, and past `limit` simple keys, into one "invalidate all".
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use parking_lot::Mutex;
-
-use crate::keys::TableKeys;
-use crate::store::EncodedRow;
-
-/// What is queued.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Backlog {
-    /// Row images per table (by generation key, which identifies table and prefix).
-    pub rows: BTreeMap<String, (TableKeys, Vec<EncodedRow>)>,
-    /// Tables to invalidate whole: generation key -> table name.
-    pub tables: BTreeMap<String, String>,
-    /// Simple-cache keys to delete.
-    pub keys: BTreeSet<String>,
-    /// Everything.
-    pub all: bool,
-}
-
-impl Backlog {
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.tables.is_empty() && self.keys.is_empty() && !self.all
-    }
-
-    /// Number of queued items, for events.
-    pub fn len(&self) -> usize {
-        self.rows.values().map(|(_, r)| r.len()).sum::<usize>()
-            + self.tables.len()
-            + self.keys.len()
-            + usize::from(self.all)
-    }
-
-    fn row_count(&self) -> usize {
-        self.rows.values().map(|(_, r)| r.len()).sum()
-    }
-
-    /// Adds `other` (no limit: for batching, not queueing).
-    pub fn absorb(&mut self, other: Backlog) {
-        self.merge(other, usize::MAX);
-    }
-
-    /// Adds `other`, keeping the backlog within `limit`.
-    fn merge(&mut self, other: Backlog, limit: usize) {
-        self.all |= other.all;
-        self.tables.extend(other.tables);
-        self.keys.extend(other.keys);
-        for (gen, (t, rows)) in other.rows {
-            self.rows
-                .entry(gen)
-                .or_insert_with(|| (t, Vec::new()))
-                .1
-                .extend(rows);
-        }
-        if self.row_count() > limit {
-            // Too many rows to keep: their tables die whole instead.
-            let rows = std::mem::take(&mut self.rows);
-            self.tables
-                .extend(rows.into_iter().map(|(gen, (t, _))| (gen, t.table)));
-        }
-        if self.keys.len() > limit {
-            // Simple keys cannot be widened per table: everything dies instead.
-            self.keys.clear();
-            self.all = true;
-        }
-        // Once everything is to die, the rest is implied.
-        if self.all {
-            self.rows.clear();
-            self.tables.clear();
-            self.keys.clear();
-        }
-    }
-}
+use super::batch::Batch;
+use crate::sync::{AsyncMutex, AsyncMutexGuard, AtomicBool, Mutex, Ordering};
 
 /// The queue, with a flag so the hot path checks it without locking.
 ///
@@ -84,33 +12,33 @@ impl Backlog {
 /// finds the flag set waits for the replay in progress instead of reading entries the
 /// replay is about to kill.
 #[derive(Default)]
-pub(crate) struct Pending {
+pub(crate) struct Queue {
     queued: AtomicBool,
-    backlog: Mutex<Backlog>,
+    batch: Mutex<Batch>,
     /// Held for a whole replay (across I/O, so an async-aware lock).
-    replaying: tokio::sync::Mutex<()>,
+    replaying: AsyncMutex<()>,
 }
 
-/// A replay in progress: its backlog, returned to the queue unless it was sent.
+/// A replay in progress: its batch, returned to the queue unless it was sent.
 pub(crate) struct Replay<'a> {
-    pending: &'a Pending,
-    backlog: Backlog,
+    pending: &'a Queue,
+    batch: Batch,
     sent: bool,
     limit: usize,
-    _one_at_a_time: tokio::sync::MutexGuard<'a, ()>,
+    _one_at_a_time: AsyncMutexGuard<'a, ()>,
 }
 
 impl Replay<'_> {
     /// What to send.
-    pub fn backlog(&self) -> &Backlog {
-        &self.backlog
+    pub fn batch(&self) -> &Batch {
+        &self.batch
     }
 
     /// It was sent: returns how many items.
     pub fn sent(mut self) -> usize {
         self.sent = true;
-        let n = self.backlog.len();
-        let q = self.pending.backlog.lock();
+        let n = self.batch.len();
+        let q = self.pending.batch.lock();
         self.pending.queued.store(!q.is_empty(), Ordering::Release);
         n
     }
@@ -120,26 +48,26 @@ impl Drop for Replay<'_> {
     fn drop(&mut self) {
         if !self.sent {
             self.pending
-                .push(std::mem::take(&mut self.backlog), self.limit);
+                .push(std::mem::take(&mut self.batch), self.limit);
         }
     }
 }
 
-impl Pending {
+impl Queue {
     /// True when something is queued.
     pub fn any(&self) -> bool {
         self.queued.load(Ordering::Acquire)
     }
 
-    /// Queues a backlog.
-    pub fn push(&self, b: Backlog, limit: usize) {
-        let mut q = self.backlog.lock();
+    /// Queues a batch.
+    pub fn push(&self, b: Batch, limit: usize) {
+        let mut q = self.batch.lock();
         q.merge(b, limit);
         self.queued.store(!q.is_empty(), Ordering::Release);
     }
 
     /// Takes everything queued for sending, waiting for a replay in progress first (the
-    /// caller must not read before it ends). `None` when nothing is queued. The backlog goes
+    /// caller must not read before it ends). `None` when nothing is queued. The batch goes
     /// back to the queue unless [`Replay::sent`] is called, also if the caller is dropped
     /// (a cancelled future): nothing is lost.
     pub async fn begin_replay(&self, limit: usize) -> Option<Replay<'_>> {
@@ -147,13 +75,13 @@ impl Pending {
             return None;
         }
         let one_at_a_time = self.replaying.lock().await;
-        let backlog = std::mem::take(&mut *self.backlog.lock());
-        if backlog.is_empty() {
+        let batch = std::mem::take(&mut *self.batch.lock());
+        if batch.is_empty() {
             return None;
         }
         Some(Replay {
             pending: self,
-            backlog,
+            batch,
             sent: false,
             limit,
             _one_at_a_time: one_at_a_time,
@@ -162,13 +90,14 @@ impl Pending {
 
     /// Number of queued items.
     pub fn len(&self) -> usize {
-        self.backlog.lock().len()
+        self.batch.lock().len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::TableKeys;
 
     fn keys(t: &str) -> TableKeys {
         TableKeys {
@@ -180,8 +109,8 @@ mod tests {
         }
     }
 
-    fn rows(t: &str, n: usize) -> Backlog {
-        let mut b = Backlog::default();
+    fn rows(t: &str, n: usize) -> Batch {
+        let mut b = Batch::default();
         b.rows.insert(
             keys(t).gen,
             (
@@ -196,7 +125,7 @@ mod tests {
 
     #[test]
     fn rows_collapse_to_tables_past_the_limit() {
-        let p = Pending::default();
+        let p = Queue::default();
         p.push(rows("a", 3), 5);
         assert!(p.any());
         p.push(rows("b", 3), 5);
@@ -210,10 +139,10 @@ mod tests {
 
     #[test]
     fn keys_collapse_to_all_past_the_limit() {
-        let p = Pending::default();
-        let b = Backlog {
+        let p = Queue::default();
+        let b = Batch {
             keys: (0..3).map(|i| i.to_string()).collect(),
-            ..Backlog::default()
+            ..Batch::default()
         };
         p.push(b, 2);
         let b = take(&p);
@@ -222,25 +151,25 @@ mod tests {
 
     #[test]
     fn nothing_is_lost_under_the_limit() {
-        let p = Pending::default();
+        let p = Queue::default();
         p.push(rows("a", 2), 10);
         p.push(rows("a", 2), 10);
         assert_eq!(p.len(), 4);
         assert_eq!(take(&p).rows["a:g"].1.len(), 4);
     }
 
-    fn take(p: &Pending) -> Backlog {
+    fn take(p: &Queue) -> Batch {
         let Some(r) = crate::block::block_on(p.begin_replay(10)) else {
-            return Backlog::default();
+            return Batch::default();
         };
-        let out = r.backlog().clone();
+        let out = r.batch().clone();
         r.sent();
         out
     }
 
     #[test]
     fn failed_replays_keep_everything_queued() {
-        let p = Pending::default();
+        let p = Queue::default();
         p.push(rows("a", 2), 10);
         // Not sent (failed, or its future dropped): back in the queue.
         drop(crate::block::block_on(p.begin_replay(10)));

@@ -1,0 +1,410 @@
+//! The core: one private [`Core`] that every public handle (`src/front/`) calls into. It
+//! decides *what* to read, store and invalidate; stores (`src/store/`) only do it.
+//!
+//! - `read.rs`: the read protocol (local tier, stamps before the loader, single flight,
+//!   locks, stale-while-revalidate), one entry point;
+//! - `lock.rs`: cross-process loader locks;
+//! - `invalidate.rs`: writes become invalidation [`Batch`](batch::Batch)es, sent or queued;
+//! - `batch.rs`, `queue.rs`: the batch; the queue of batches the store did not take;
+//! - `simple.rs`: the time-only cache's operations;
+//! - `local/`: the local tier; `scope/`: `atomic()` scopes; `flight.rs`: single flight.
+//!
+//! Every store call goes through [`Core::call`] (replay what is queued, run the operation,
+//! report a failure and apply the failure policy) or, for invalidations, through
+//! `Core::apply` (the same, and queue what failed).
+
+pub(crate) mod batch;
+mod flight;
+mod invalidate;
+pub(crate) mod local;
+mod lock;
+mod queue;
+mod read;
+pub(crate) mod scope;
+mod simple;
+
+use std::any::Any;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::codec::Codec;
+use crate::error::Error;
+use crate::event::{Event, Listener, Outcome, Target};
+use crate::plan::{entry_key_hash, plan_key, Plan, Planner, MAX_TTL};
+use crate::profile::{LocalMode, Profile};
+use crate::read::{Dep, Read};
+use crate::store::Store;
+use flight::Flights;
+use local::tracking::Channel;
+use local::{LocalStats, LocalTier};
+use queue::Queue;
+
+pub(crate) use invalidate::Saved;
+pub(crate) use read::{Begun, Job, Served};
+
+/// A plan as the core uses it: the store's [`Plan`], and where the entry sits in the local
+/// tier.
+pub(crate) struct Planned {
+    /// What the store needs (keys, stamps, schemes, lifetime).
+    pub plan: Arc<Plan>,
+    /// How the local tier treats the entry.
+    pub local: LocalMode,
+    /// The entry's key in the local tier: the plan key of a read when plans are memoised,
+    /// else the hash of the entry key.
+    pub key: u128,
+}
+
+/// Settings the builder hands to [`Core::new`].
+pub(crate) struct Setup {
+    pub store: Store,
+    pub planner: Planner,
+    pub enabled: bool,
+    pub degrade: bool,
+    pub pending_limit: usize,
+    pub listeners: Vec<Listener>,
+    /// Plans are memoised by plan key (not with a computed prefix).
+    pub memoise: bool,
+    pub local: Option<LocalTier>,
+    pub channel: Option<Arc<Channel>>,
+    pub default_local: LocalMode,
+    pub flight_timeout: Duration,
+    pub retry_failed: bool,
+    pub lock_ttl: Duration,
+    /// The async front end: waits yield to tokio and destructors spawn their I/O.
+    pub asynch: bool,
+}
+
+/// Shared state of all handles of one cache. Private: handles go through `Core`'s methods.
+struct Shared {
+    store: Store,
+    planner: Planner,
+    enabled: bool,
+    degrade: bool,
+    pending_limit: usize,
+    listeners: Vec<Listener>,
+    /// Invalidations the store did not take, replayed before the next store call.
+    queue: Queue,
+    /// Memoised plans by plan key (none with a computed prefix).
+    plans: Option<moka::sync::Cache<u128, Arc<Planned>, xxhash_rust::xxh3::Xxh3Builder>>,
+    local: Option<LocalTier>,
+    channel: Option<Arc<Channel>>,
+    default_local: LocalMode,
+    /// Misses being loaded in this process, by entry and stamps.
+    flights: Flights<(String, String), Arc<dyn Any + Send + Sync>>,
+    flight_timeout: Duration,
+    retry_failed: bool,
+    lock_ttl: Duration,
+    /// Only the async front end (feature `tokio`) asks.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    asynch: bool,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(c) = &self.channel {
+            c.stop();
+        }
+    }
+}
+
+/// One handle on a cache's core: shared state, and this handle's write settings.
+pub(crate) struct Core<C: Codec> {
+    shared: Arc<Shared>,
+    /// Database alias of this handle's writes (for computed prefixes).
+    write_db: Arc<str>,
+    /// False on a `no_invalidation` handle.
+    invalidates: bool,
+    codec: PhantomData<fn() -> C>,
+}
+
+impl<C: Codec> Clone for Core<C> {
+    fn clone(&self) -> Self {
+        Core {
+            shared: self.shared.clone(),
+            write_db: self.write_db.clone(),
+            invalidates: self.invalidates,
+            codec: PhantomData,
+        }
+    }
+}
+
+impl<C: Codec> std::fmt::Debug for Core<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("keys", &self.shared.planner.keys)
+            .field("enabled", &self.shared.enabled)
+            .field("degrade", &self.shared.degrade)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of a cache's tiers, from `Cache::stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The local tier (all zero when it is off).
+    pub local: LocalStats,
+}
+
+impl<C: Codec> Core<C> {
+    /// The core over `setup`.
+    pub fn new(setup: Setup) -> Core<C> {
+        let plans = setup.memoise.then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .build_with_hasher(local::fast_hasher())
+        });
+        Core {
+            shared: Arc::new(Shared {
+                store: setup.store,
+                planner: setup.planner,
+                enabled: setup.enabled,
+                degrade: setup.degrade,
+                pending_limit: setup.pending_limit,
+                listeners: setup.listeners,
+                queue: Queue::default(),
+                plans,
+                local: setup.local,
+                channel: setup.channel,
+                default_local: setup.default_local,
+                flights: Flights::default(),
+                flight_timeout: setup.flight_timeout,
+                retry_failed: setup.retry_failed,
+                lock_ttl: setup.lock_ttl,
+                asynch: setup.asynch,
+            }),
+            write_db: Arc::from("default"),
+            invalidates: true,
+            codec: PhantomData,
+        }
+    }
+
+    /// A handle whose invalidations do nothing.
+    pub fn without_invalidation(&self) -> Core<C> {
+        Core {
+            invalidates: false,
+            ..self.clone()
+        }
+    }
+
+    /// A handle whose writes are for database `alias`.
+    pub fn using(&self, alias: &str) -> Core<C> {
+        Core {
+            write_db: Arc::from(alias),
+            ..self.clone()
+        }
+    }
+
+    /// False when the cache is switched off (`Builder::enabled(false)`).
+    pub fn enabled(&self) -> bool {
+        self.shared.enabled
+    }
+
+    /// True for the async front end (work started from destructors is spawned).
+    #[cfg(feature = "tokio")]
+    pub fn is_async(&self) -> bool {
+        self.shared.asynch
+    }
+
+    /// Row images a scope keeps before it records whole tables instead.
+    pub fn pending_limit(&self) -> usize {
+        self.shared.pending_limit
+    }
+
+    // ---------------------------------------------------------------- planning
+
+    /// The profile in force for a read, or `None` when the read bypasses the cache.
+    fn profile_of(&self, read: &Read) -> Option<&Profile> {
+        if !self.shared.enabled {
+            return None;
+        }
+        self.shared.planner.profile_of(read)
+    }
+
+    /// The local mode of a profile (`local_get` is cacheops' name for `TtlOnly`).
+    fn local_mode(&self, profile: &Profile) -> LocalMode {
+        if self.shared.local.is_none() {
+            LocalMode::Off
+        } else if profile.local_get {
+            LocalMode::TtlOnly
+        } else {
+            profile.local.unwrap_or(self.shared.default_local)
+        }
+    }
+
+    /// The plan of a read, or `None` when it bypasses the cache.
+    pub fn plan(&self, read: &Read) -> Option<Arc<Planned>> {
+        let profile = self.profile_of(read)?;
+        let key = self.shared.plans.as_ref().map(|_| plan_key(read, profile));
+        Some(self.planned(read, profile, key))
+    }
+
+    /// The plan of a read under its plan key: memoised (plans are pure functions of the read
+    /// and the configuration), or built afresh without a key. With a computed prefix plans
+    /// are not memoised: the function is the user's and may look at more than its arguments.
+    fn planned(&self, read: &Read, profile: &Profile, key: Option<u128>) -> Arc<Planned> {
+        let build = || {
+            let plan = Arc::new(self.shared.planner.plan_read(read, profile));
+            Arc::new(Planned {
+                key: key.unwrap_or_else(|| entry_key_hash(&plan)),
+                local: self.local_mode(profile),
+                plan,
+            })
+        };
+        let (Some(plans), Some(key)) = (&self.shared.plans, key) else {
+            return build();
+        };
+        if let Some(planned) = plans.get(&key) {
+            return planned;
+        }
+        let planned = build();
+        plans.insert(key, planned.clone());
+        planned
+    }
+
+    /// The plan of a `cached_as` call, or `None` when the cache is off.
+    pub fn plan_call(
+        &self,
+        deps: &[Dep],
+        name: &str,
+        args: &[u8],
+        extra: &str,
+        timeout: Option<Duration>,
+    ) -> Option<Arc<Planned>> {
+        if !self.shared.enabled {
+            return None;
+        }
+        let timeout = timeout.map(|t| t.min(MAX_TTL));
+        let plan = Arc::new(
+            self.shared
+                .planner
+                .plan_call(deps, name, args, extra, timeout),
+        );
+        let local = match &self.shared.local {
+            Some(_) => self.shared.default_local,
+            None => LocalMode::Off,
+        };
+        Some(Arc::new(Planned {
+            key: entry_key_hash(&plan),
+            local,
+            plan,
+        }))
+    }
+
+    // ---------------------------------------------------------------- the store gateway
+
+    /// Replays queued invalidations, then runs `op` on the store. No failure policy: the
+    /// caller decides (see [`call`](Core::call)).
+    async fn attempt<'s, R, Fut>(&'s self, op: impl FnOnce(&'s Store) -> Fut) -> Result<R, Error>
+    where
+        Fut: Future<Output = Result<R, Error>>,
+    {
+        self.replay().await?;
+        op(&self.shared.store).await
+    }
+
+    /// Every store call but invalidations: replay what is queued, run `op`, and on failure
+    /// emit the event and apply the policy: `Ok(None)` means "degrade and go on", `Err`
+    /// means "fail".
+    pub async fn call<'s, R, Fut>(
+        &'s self,
+        during: &'static str,
+        op: impl FnOnce(&'s Store) -> Fut,
+    ) -> Result<Option<R>, Error>
+    where
+        Fut: Future<Output = Result<R, Error>>,
+    {
+        match self.attempt(op).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => self.store_failed(during, e).map(|()| None),
+        }
+    }
+
+    // ---------------------------------------------------------------- events and failures
+
+    /// Sends an event to every listener.
+    pub fn emit(&self, e: &Event<'_>) {
+        for l in &self.shared.listeners {
+            l(e);
+        }
+    }
+
+    /// Reports how a read was answered.
+    pub fn read_event(&self, target: Target<'_>, outcome: Outcome) {
+        if !self.shared.listeners.is_empty() {
+            self.emit(&Event::Read { target, outcome });
+        }
+    }
+
+    /// Reports a store failure; `Ok` means "degrade and go on", `Err` means "fail".
+    fn store_failed(&self, during: &'static str, error: Error) -> Result<(), Error> {
+        self.emit(&Event::StoreFailed {
+            during,
+            error: &error,
+        });
+        if self.shared.degrade
+            && matches!(
+                error,
+                Error::Redis(_) | Error::Protocol(_) | Error::Unavailable(_)
+            )
+        {
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
+    // ---------------------------------------------------------------- state, for handles
+
+    /// Counters of the tiers.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            local: self
+                .shared
+                .local
+                .as_ref()
+                .map(LocalTier::stats)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Entries and epoch slots of the local tier (memory checks in tests).
+    pub fn local_sizes(&self) -> (u64, usize) {
+        self.shared
+            .local
+            .as_ref()
+            .map_or((0, 0), |l| (l.len(), l.epoch_slots()))
+    }
+
+    /// The Redis client id of the push connection (0 when none).
+    pub fn push_client_id(&self) -> u64 {
+        self.shared.channel.as_ref().map_or(0, |c| c.client_id())
+    }
+
+    /// True while the tracked tier's push channel is up.
+    pub fn push_channel_up(&self) -> bool {
+        self.shared.channel.as_ref().is_some_and(|c| c.is_up())
+    }
+
+    /// Loaders in progress in this process.
+    pub fn flights_in_progress(&self) -> usize {
+        self.shared.flights.len()
+    }
+
+    /// Number of invalidations queued because the store was unavailable.
+    pub fn queued_invalidations(&self) -> usize {
+        self.shared.queue.len()
+    }
+
+    /// The Redis key of one call of a simple-cache function.
+    pub fn call_key(&self, name: &str, args: &[u8]) -> String {
+        self.shared.planner.keys.call(name, args)
+    }
+
+    /// The Redis key of a simple-cache key.
+    pub fn simple_key(&self, key: &str) -> String {
+        self.shared.planner.keys.simple(key)
+    }
+}
