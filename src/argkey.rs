@@ -308,4 +308,78 @@ mod tests {
         let set: std::collections::HashSet<&String> = keys.iter().collect();
         assert_eq!(set.len(), keys.len(), "{keys:?}");
     }
+
+    /// `serialize_bytes` (a `Vec<u8>` serializes as a sequence instead).
+    struct Bytes(&'static [u8]);
+    impl serde::Serialize for Bytes {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct Unit;
+
+    #[derive(serde::Serialize)]
+    struct Id(u16);
+
+    /// Redis keys are built from this text: it must never change.
+    #[test]
+    fn canonical_text_is_pinned() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                arg_key(&(3_i32, "a", None::<u8>, 2.0_f64)).unwrap(),
+                "(i3,sa,N,i2)",
+            ),
+            (
+                arg_key(&u128::MAX).unwrap(),
+                "u340282366920938463463374607431768211455",
+            ),
+            (arg_key(&7_u128).unwrap(), "i7"),
+            (
+                arg_key(&(i128::MIN, u64::MAX, -7_i8, 300_u16, 5_isize)).unwrap(),
+                "(i-170141183460469231731687303715884105728,i18446744073709551615,i-7,i300,i5)",
+            ),
+            (
+                arg_key(&(0.5_f32, f64::NAN, f64::INFINITY, -0.0_f64, 1e300)).unwrap(),
+                "(r0.5,rNaN,rinf,i0,r1e300)",
+            ),
+            (arg_key(&('x', true, false)).unwrap(), "(sx,T,F)"),
+            (arg_key(&"a&b=c,[x]%").unwrap(), "sa%26b%3Dc%2C%5Bx%5D%25"),
+            (arg_key(&Bytes(&[0, 0xff, 0x61])).unwrap(), "x00ff61"),
+            (arg_key(&()).unwrap(), "()"),
+            (arg_key(&Unit).unwrap(), "()"),
+            (arg_key(&Some(5)).unwrap(), "i5"),
+            (arg_key(&Id(9)).unwrap(), "i9"),
+            (arg_key(&vec![1, 2]).unwrap(), "[i1,i2]"),
+            (arg_key(&Vec::<i32>::new()).unwrap(), "[]"),
+            (
+                arg_key(&Q { page: 1, tag: None }).unwrap(),
+                "{page=i1,tag=N}",
+            ),
+            (
+                arg_key(&Q {
+                    page: 2,
+                    tag: Some("t:x".into()),
+                })
+                .unwrap(),
+                "{page=i2,tag=st%3Ax}",
+            ),
+            (arg_key(&E::Unit).unwrap(), "Unit"),
+            (arg_key(&E::New(1)).unwrap(), "New(i1)"),
+            (arg_key(&E::Tup(1, -2)).unwrap(), "Tup(i1,i-2)"),
+            (arg_key(&E::Rec { a: true }).unwrap(), "Rec{a=T}"),
+            (
+                arg_key(&BTreeMap::from([("a", 1), ("b&", 2)])).unwrap(),
+                "{sa=i1,sb%26=i2}",
+            ),
+            (
+                arg_key(&(vec![Some(E::Unit), None], (Unit, ()))).unwrap(),
+                "([Unit,N],((),()))",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
 }

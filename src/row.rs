@@ -479,4 +479,109 @@ mod tests {
         assert!(matches!(Row::from_serialize(&m), Err(Error::Row(_))));
         assert!(matches!(Row::from_serialize(&vec![1]), Err(Error::Row(_))));
     }
+
+    struct Bytes(&'static [u8]);
+    impl Serialize for Bytes {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Unit;
+
+    #[derive(Serialize)]
+    struct Id(i64);
+
+    #[derive(Serialize)]
+    enum Shape {
+        Circle(f64),
+    }
+
+    #[derive(Serialize)]
+    struct Everything {
+        a_i8: i8,
+        b_u64: u64,
+        c_i128: i128,
+        d_u128: u128,
+        e_u128_big: u128,
+        f_f32: f32,
+        g_f64_integral: f64,
+        h_nan: f64,
+        i_char: char,
+        j_text: String,
+        k_bytes: Bytes,
+        l_bool: bool,
+        m_none: Option<i32>,
+        n_some: Option<Option<i32>>,
+        o_unit: (),
+        p_unit_struct: Unit,
+        q_kind: Kind,
+        r_id: Id,
+        s_shape: Shape,
+        t_tuple: (i32, i32),
+        u_map: HashMap<String, i32>,
+    }
+
+    /// Invalidation keys are built from row images: they must never change.
+    #[test]
+    fn row_images_are_pinned() {
+        let row = Row::from_serialize(&Everything {
+            a_i8: -3,
+            b_u64: u64::MAX,
+            c_i128: i128::MIN,
+            d_u128: 12,
+            e_u128_big: u128::MAX,
+            f_f32: 1.5,
+            g_f64_integral: 4.0,
+            h_nan: f64::NAN,
+            i_char: 'c',
+            j_text: "a&b".into(),
+            k_bytes: Bytes(&[1, 0xab]),
+            l_bool: false,
+            m_none: None,
+            n_some: Some(Some(8)),
+            o_unit: (),
+            p_unit_struct: Unit,
+            q_kind: Kind::Draft,
+            r_id: Id(-1),
+            s_shape: Shape::Circle(1.0),
+            t_tuple: (1, 2),
+            u_map: HashMap::from([("k".to_string(), 1)]),
+        })
+        .unwrap();
+        assert_eq!(
+            format!("{row:?}"),
+            "Row({\"a_i8\": Int(-3), \"b_u64\": Int(18446744073709551615), \
+             \"c_i128\": Int(-170141183460469231731687303715884105728), \"d_u128\": Int(12), \
+             \"f_f32\": Float(1.5), \"g_f64_integral\": Float(4.0), \"h_nan\": Float(NaN), \
+             \"i_char\": Text(\"c\"), \"j_text\": Text(\"a&b\"), \"k_bytes\": Bytes([1, 171]), \
+             \"l_bool\": Bool(false), \"m_none\": Null, \"n_some\": Int(8), \"o_unit\": Null, \
+             \"p_unit_struct\": Null, \"q_kind\": Text(\"Draft\"), \"r_id\": Int(-1)})"
+        );
+        let encoded: Vec<String> = row
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.encode()))
+            .collect();
+        assert_eq!(
+            encoded.join("&"),
+            "a_i8=i-3&b_u64=i18446744073709551615\
+             &c_i128=i-170141183460469231731687303715884105728&d_u128=i12&f_f32=r1.5\
+             &g_f64_integral=i4&h_nan=rNaN&i_char=sc&j_text=sa%26b&k_bytes=x01ab&l_bool=F\
+             &m_none=N&n_some=i8&o_unit=N&p_unit_struct=N&q_kind=sDraft&r_id=i-1"
+        );
+
+        // A map with string (and char) keys, values of every scalar kind.
+        let mut m: BTreeMap<char, Value> = BTreeMap::new();
+        m.insert('x', Value::from(2.5));
+        m.insert('y', Value::Null);
+        m.insert('z', Value::from(vec![7_u8]));
+        let row = Row::from_serialize(&m).unwrap();
+        assert_eq!(
+            format!("{row:?}"),
+            "Row({\"x\": Float(2.5), \"y\": Null, \"z\": Bytes([7])})"
+        );
+        // A row image serializes back to an equal row image.
+        assert_eq!(Row::from_serialize(&row).unwrap(), row);
+    }
 }
