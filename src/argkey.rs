@@ -323,6 +323,15 @@ mod tests {
     #[derive(serde::Serialize)]
     struct Id(u16);
 
+    #[derive(serde::Serialize)]
+    struct Pair(i8, &'static str);
+
+    #[derive(serde::Serialize)]
+    enum Wide {
+        Rec { b: u8, c: Option<char> },
+        Big(u128),
+    }
+
     /// Redis keys are built from this text: it must never change.
     #[test]
     fn canonical_text_is_pinned() {
@@ -351,6 +360,16 @@ mod tests {
             (arg_key(&Unit).unwrap(), "()"),
             (arg_key(&Some(5)).unwrap(), "i5"),
             (arg_key(&Id(9)).unwrap(), "i9"),
+            (arg_key(&Pair(-1, "p")).unwrap(), "(i-1,sp)"),
+            (
+                arg_key(&Wide::Rec { b: 2, c: Some('=') }).unwrap(),
+                "Rec{b=i2,c=s%3D}",
+            ),
+            (
+                arg_key(&Wide::Big(u128::MAX)).unwrap(),
+                "Big(u340282366920938463463374607431768211455)",
+            ),
+            (arg_key(&Some(Wide::Big(1))).unwrap(), "Big(i1)"),
             (arg_key(&vec![1, 2]).unwrap(), "[i1,i2]"),
             (arg_key(&Vec::<i32>::new()).unwrap(), "[]"),
             (
