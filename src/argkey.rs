@@ -8,12 +8,13 @@ use std::fmt;
 use serde::ser::{self, Serialize};
 
 use crate::error::Error;
+use crate::scalar::{ScalarSer, Shape};
 use crate::value::{escape_into, Value};
 
 /// The canonical key text of `args`.
 pub(crate) fn arg_key<A: Serialize + ?Sized>(args: &A) -> Result<String, Error> {
     let mut out = String::new();
-    args.serialize(KeySer { out: &mut out })
+    args.serialize(key_ser(&mut out))
         .map_err(|e| Error::Codec(format!("arguments: {}", e.0)))?;
     Ok(out)
 }
@@ -33,6 +34,14 @@ impl ser::Error for KeyError {
     }
 }
 
+/// Writes the key text of a value into `out`.
+fn key_ser(out: &mut String) -> ScalarSer<KeySer<'_>> {
+    ScalarSer(KeySer { out })
+}
+
+/// The key text's [`Shape`]: scalars as [`Value::encode`]; `()` as `()`, a fieldless
+/// variant as its bare name and a `u128` above `i128::MAX` as `u<digits>`, all distinct
+/// from any scalar; compounds as described in the module doc.
 struct KeySer<'a> {
     out: &'a mut String,
 }
@@ -53,13 +62,13 @@ impl Compound<'_> {
     }
     fn item<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), KeyError> {
         self.sep();
-        v.serialize(KeySer { out: self.out })
+        v.serialize(key_ser(self.out))
     }
     fn field<T: Serialize + ?Sized>(&mut self, k: &str, v: &T) -> Result<(), KeyError> {
         self.sep();
         escape_into(k, self.out);
         self.out.push('=');
-        v.serialize(KeySer { out: self.out })
+        v.serialize(key_ser(self.out))
     }
     fn end(self) -> Result<(), KeyError> {
         self.out.push(self.close);
@@ -68,10 +77,6 @@ impl Compound<'_> {
 }
 
 impl<'a> KeySer<'a> {
-    fn scalar(self, v: Value) -> Result<(), KeyError> {
-        v.encode_into(self.out);
-        Ok(())
-    }
     fn open(self, name: Option<&str>, open: char, close: char) -> Compound<'a> {
         if let Some(n) = name {
             escape_into(n, self.out);
@@ -85,83 +90,41 @@ impl<'a> KeySer<'a> {
     }
 }
 
-macro_rules! scalars {
-    ($($name:ident($t:ty);)*) => {$(
-        fn $name(self, v: $t) -> Result<(), KeyError> { self.scalar(Value::from(v)) }
-    )*};
-}
-
-impl<'a> ser::Serializer for KeySer<'a> {
+impl<'a> Shape for KeySer<'a> {
     type Ok = ();
     type Error = KeyError;
-    type SerializeSeq = Compound<'a>;
-    type SerializeTuple = Compound<'a>;
-    type SerializeTupleStruct = Compound<'a>;
-    type SerializeTupleVariant = Compound<'a>;
-    type SerializeMap = Compound<'a>;
-    type SerializeStruct = Compound<'a>;
-    type SerializeStructVariant = Compound<'a>;
+    type Seq = Compound<'a>;
+    type Tuple = Compound<'a>;
+    type TupleStruct = Compound<'a>;
+    type TupleVariant = Compound<'a>;
+    type Map = Compound<'a>;
+    type Struct = Compound<'a>;
+    type StructVariant = Compound<'a>;
 
-    scalars! {
-        serialize_bool(bool);
-        serialize_i8(i8);
-        serialize_i16(i16);
-        serialize_i32(i32);
-        serialize_i64(i64);
-        serialize_i128(i128);
-        serialize_u8(u8);
-        serialize_u16(u16);
-        serialize_u32(u32);
-        serialize_u64(u64);
-        serialize_f32(f32);
-        serialize_f64(f64);
-        serialize_char(char);
-        serialize_str(&str);
-        serialize_bytes(&[u8]);
+    fn scalar(self, v: Value) -> Result<(), KeyError> {
+        v.encode_into(self.out);
+        Ok(())
     }
-    fn serialize_u128(self, v: u128) -> Result<(), KeyError> {
-        match i128::try_from(v) {
-            Ok(i) => self.scalar(Value::Int(i)),
-            // Above i128: no other integer has this value, so a distinct tag is safe.
-            Err(_) => {
-                self.out.push_str(&format!("u{v}"));
-                Ok(())
-            }
-        }
+    fn refuse(self, what: &'static str) -> KeyError {
+        // Never called: every value has a key text (each method that refuses by default
+        // is overridden here).
+        KeyError(format!("no key text for {what}"))
     }
-    fn serialize_none(self) -> Result<(), KeyError> {
-        self.scalar(Value::Null)
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), KeyError> {
-        v.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), KeyError> {
+    fn unit(self) -> Result<(), KeyError> {
         self.out.push_str("()");
         Ok(())
     }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), KeyError> {
-        self.serialize_unit()
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        v: &'static str,
-    ) -> Result<(), KeyError> {
-        escape_into(v, self.out);
+    fn unit_variant(self, variant: &'static str) -> Result<(), KeyError> {
+        escape_into(variant, self.out);
         Ok(())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), KeyError> {
-        v.serialize(self)
+    fn huge_u128(self, v: u128) -> Result<(), KeyError> {
+        // Above i128: no other integer has this value, so a distinct tag is safe.
+        self.out.push_str(&format!("u{v}"));
+        Ok(())
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+    fn newtype_variant<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
-        _: u32,
         variant: &'static str,
         v: &T,
     ) -> Result<(), KeyError> {
@@ -169,37 +132,25 @@ impl<'a> ser::Serializer for KeySer<'a> {
         c.item(v)?;
         c.end()
     }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>, KeyError> {
+    fn seq(self, _: Option<usize>) -> Result<Compound<'a>, KeyError> {
         Ok(self.open(None, '[', ']'))
     }
-    fn serialize_tuple(self, _: usize) -> Result<Compound<'a>, KeyError> {
+    fn tuple(self, _: usize) -> Result<Compound<'a>, KeyError> {
         Ok(self.open(None, '(', ')'))
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, KeyError> {
+    fn tuple_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, KeyError> {
         Ok(self.open(None, '(', ')'))
     }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        _: usize,
-    ) -> Result<Compound<'a>, KeyError> {
+    fn tuple_variant(self, variant: &'static str, _: usize) -> Result<Compound<'a>, KeyError> {
         Ok(self.open(Some(variant), '(', ')'))
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, KeyError> {
+    fn map(self, _: Option<usize>) -> Result<Compound<'a>, KeyError> {
         Ok(self.open(None, '{', '}'))
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, KeyError> {
+    fn structure(self, _: &'static str, _: usize) -> Result<Compound<'a>, KeyError> {
         Ok(self.open(None, '{', '}'))
     }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-        _: usize,
-    ) -> Result<Compound<'a>, KeyError> {
+    fn struct_variant(self, variant: &'static str, _: usize) -> Result<Compound<'a>, KeyError> {
         Ok(self.open(Some(variant), '{', '}'))
     }
 }
@@ -249,7 +200,7 @@ impl ser::SerializeMap for Compound<'_> {
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), KeyError> {
         self.out.push('=');
-        v.serialize(KeySer { out: self.out })
+        v.serialize(key_ser(self.out))
     }
     fn end(self) -> Result<(), KeyError> {
         Compound::end(self)

@@ -64,6 +64,7 @@ mod prepared;
 mod profile;
 mod read;
 mod row;
+mod scalar;
 mod scope;
 mod simple;
 mod store;
