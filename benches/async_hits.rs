@@ -11,7 +11,6 @@
 //!
 //! `cargo bench --bench async_hits` (REDIS_URL to use a server that may be written to).
 
-#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::future::Future;
@@ -20,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Article, RedisServer};
+use common::Article;
 use crossbeam_utils::CachePadded;
 use redis::aio::MultiplexedConnection;
 use stampcache::{AsyncCache, AsyncPrepared, Bitcode, Codec, Cond, DefaultCodec, LocalMode, Read};
@@ -249,14 +248,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list
     }
-    let (_server, url) = match std::env::var("REDIS_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let s = RedisServer::start(&[]);
-            let url = s.url();
-            (Some(s), url)
-        }
-    };
+    let (_server, url) = common::bench_redis();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

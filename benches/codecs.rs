@@ -2,7 +2,6 @@
 //! codec, in one run. `cargo bench --bench codecs --features postcard,bincode`
 //! (wincode is not here: it has no serde support, and our values are serde types).
 
-#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;

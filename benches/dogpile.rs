@@ -4,14 +4,12 @@
 //!
 //! `cargo bench --bench dogpile` (REDIS_URL to use a server that may be written to).
 
-#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
 use stampcache::{Cache, Cond, Profile, Read};
 
 fn run(url: &str, lock: bool, round: usize) -> (usize, Vec<Duration>) {
@@ -60,14 +58,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let (_server, url) = match std::env::var("REDIS_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let s = RedisServer::start(&[]);
-            let url = s.url();
-            (Some(s), url)
-        }
-    };
+    let (_server, url) = common::bench_redis();
     let mut fields = Vec::new();
     for lock in [false, true] {
         let mut calls = Vec::new();

@@ -6,14 +6,13 @@
 //!
 //! `cargo bench --bench local_tier` (REDIS_URL to use a server that may be written to).
 
-#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Article, RedisServer};
+use common::Article;
 use stampcache::{Cache, Cond, LocalMode, Read};
 
 fn read(tag: &str, c: i64) -> Read {
@@ -84,14 +83,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list
     }
-    let (_server, url) = match std::env::var("REDIS_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let s = RedisServer::start(&[]);
-            let url = s.url();
-            (Some(s), url)
-        }
-    };
+    let (_server, url) = common::bench_redis();
     let build = |mode: Option<LocalMode>| {
         let b = Cache::builder().redis(&url).prefix("lbench:");
         match mode {

@@ -6,13 +6,12 @@
 //! on a free port. The "database" is the 10,000 rows in memory, so the figures are the
 //! cache's own costs.
 
-#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::{Article, RedisServer};
+use common::Article;
 use criterion::{BatchSize, Criterion};
 use stampcache::{Cache, Codec, Cond, DefaultCodec, Read};
 
@@ -32,14 +31,7 @@ fn count(c: i64) -> Read {
 
 fn main() {
     let table: Vec<Article> = (0..ROWS).map(Article::new).collect();
-    let (_server, url) = match std::env::var("REDIS_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let s = RedisServer::start(&[]);
-            let url = s.url();
-            (Some(s), url)
-        }
-    };
+    let (_server, url) = common::bench_redis();
     let cache = Cache::builder()
         .redis(&url)
         .prefix("bench:")

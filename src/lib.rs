@@ -64,6 +64,7 @@ mod plan;
 mod profile;
 mod read;
 mod row;
+mod scalar;
 mod store;
 mod sync;
 mod value;
