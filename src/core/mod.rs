@@ -32,7 +32,7 @@ use std::time::Duration;
 use crate::codec::Codec;
 use crate::error::Error;
 use crate::event::{Event, Listener, Outcome, Target};
-use crate::plan::{entry_key_hash, plan_key, Plan, Planner, MAX_TTL};
+use crate::plan::{entry_key_hash, plan_key, Plan, Planner};
 use crate::profile::{LocalMode, Profile};
 use crate::read::{Dep, Read};
 use crate::store::Store;
@@ -276,7 +276,6 @@ impl<C: Codec> Core<C> {
         if !self.shared.enabled {
             return None;
         }
-        let timeout = timeout.map(|t| t.min(MAX_TTL));
         let plan = Arc::new(
             self.shared
                 .planner
