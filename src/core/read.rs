@@ -180,7 +180,7 @@ impl<C: Codec> Core<C> {
         let Some(_) = &self.shared.plans else {
             // A computed prefix: the local key is the entry key's hash, so plan first.
             let planned = self.planned(read, profile, None);
-            return self.begin_planned(target, Some(planned));
+            return self.begin_planned(target, Some(&planned));
         };
         let key = plan_key(read, profile);
         let local = self.probe(target, key, self.local_mode(profile));
@@ -199,7 +199,7 @@ impl<C: Codec> Core<C> {
     pub fn begin_planned<'a, T: Send + Sync + 'static>(
         &self,
         target: Target<'a>,
-        planned: Option<Arc<Planned>>,
+        planned: Option<&Arc<Planned>>,
     ) -> Begun<'a, T> {
         let Some(planned) = planned.filter(|_| self.shared.enabled) else {
             return Begun::Go(Job::planned(target, None));
@@ -208,7 +208,7 @@ impl<C: Codec> Core<C> {
             Ok(v) => Begun::Served(v),
             Err(local) => Begun::Go(Job {
                 target,
-                source: Source::Planned(planned),
+                source: Source::Planned(planned.clone()),
                 local,
                 fill: true,
             }),
@@ -275,6 +275,7 @@ impl<C: Codec> Core<C> {
 
     /// The local tier's answer for `key` without I/O: a value to serve now, or what is
     /// left to do. A served hit is reported here.
+    #[inline]
     fn probe<T: Send + Sync + 'static>(
         &self,
         target: Target<'_>,

@@ -245,6 +245,7 @@ impl LocalTier {
     }
 
     /// Looks `key` up for a read in `mode`.
+    #[inline]
     pub fn lookup<T: Send + Sync + 'static>(&self, key: u128, mode: LocalMode) -> Lookup<T> {
         let Some(entry) = self.entries.get(&key) else {
             return Lookup::Miss;
