@@ -50,6 +50,8 @@ mod argkey;
 mod block;
 mod cache;
 mod cached_as;
+#[cfg(feature = "postgres-cdc")]
+pub mod cdc;
 pub mod codec;
 mod cond;
 pub mod dnf;
