@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+/// A function naming relations: `(schema, table)` to the cache's table name.
+type NameFn = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
+
 /// Maps `(schema, table)` to the table name the cache's reads use.
 ///
 /// In order: an explicit [`map`](TableNames::map) entry (keyed `schema.table`), else the
@@ -12,7 +15,7 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub struct TableNames {
     map: HashMap<String, String>,
-    func: Option<Arc<dyn Fn(&str, &str) -> String + Send + Sync>>,
+    func: Option<NameFn>,
 }
 
 impl fmt::Debug for TableNames {
