@@ -247,8 +247,10 @@ impl ConsumerBuilder {
     /// Connects, checks the setup (typed errors say what to change), and runs the
     /// consumer on a thread of its own, invalidating `cache`.
     ///
-    /// Returns once the setup checks passed; later failures are retried (see
-    /// [`ConsumerHandle::status`]).
+    /// Returns once the stream started (every transaction committed from then on will be
+    /// applied), or once a first invalidation failed (the setup is fine, the consumer holds
+    /// it: see [`ConsumerHandle::status`]). Setup errors are returned; later failures are
+    /// retried.
     pub fn spawn<C: Codec>(self, cache: Cache<C, Blocking>) -> Result<ConsumerHandle, CdcError> {
         if let Some(e) = self.error {
             return Err(e);
@@ -348,15 +350,12 @@ async fn session(
 ) -> Result<(), CdcError> {
     let mut client = ReplicationClient::connect_gated(cfg.replication_config()).await?;
     let prepared = setup::prepare(&mut client, cfg).await?;
-    if let Some(f) = first.take() {
-        let _ = f.send(Ok(()));
-    }
     if prepared.invalidate_all {
         let mut tx = TxChanges::new(1);
         for (schema, table) in &prepared.published {
             tx.add_table(&cfg.names.name(schema, table));
         }
-        apply(cfg, sink, shared, Arc::new(tx)).await?;
+        apply(cfg, sink, shared, Arc::new(tx), first).await?;
         cfg.emit(&CdcEvent::InvalidatedPublished {
             tables: prepared.published.len(),
         });
@@ -366,6 +365,10 @@ async fn session(
     *attempt = 0;
     shared.set_status(Status::Streaming);
     cfg.emit(&CdcEvent::Connected { slot: &cfg.slot });
+    // `spawn` returns now: every transaction committed from here on will be applied.
+    if let Some(f) = first.take() {
+        let _ = f.send(Ok(()));
+    }
     loop {
         let event = tokio::select! {
             ev = client.recv() => ev?,
@@ -384,7 +387,7 @@ async fn session(
                 let tx = asm.commit(Lsn(end_lsn.as_u64()))?;
                 if !tx.is_empty() {
                     let tx = Arc::new(tx);
-                    apply(cfg, sink, shared, tx.clone()).await?;
+                    apply(cfg, sink, shared, tx.clone(), &mut None).await?;
                     cfg.emit(&CdcEvent::Applied {
                         lsn: tx.end_lsn,
                         rows: tx.row_count(),
@@ -406,12 +409,14 @@ async fn session(
 }
 
 /// Applies a transaction, retrying with growing delays until it succeeds (the position is
-/// acknowledged only after) or the consumer stops.
+/// acknowledged only after) or the consumer stops. A failure lets a waiting `spawn` return
+/// (the setup is fine; the consumer holds the transaction, as its status says).
 async fn apply(
     cfg: &Settings,
     sink: &Arc<dyn Sink>,
     shared: &Shared,
     tx: Arc<TxChanges>,
+    first: &mut First,
 ) -> Result<(), CdcError> {
     let mut attempt = 0u32;
     loop {
@@ -440,6 +445,9 @@ async fn apply(
                     attempt,
                     error: error.to_string(),
                 });
+                if let Some(f) = first.take() {
+                    let _ = f.send(Ok(()));
+                }
             }
         }
         pause(shared, cfg.delay(attempt)).await;
