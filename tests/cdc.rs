@@ -555,3 +555,55 @@ fn unknown_types_widen_and_unchanged_toast_comes_from_the_old_row() {
         "warned once"
     );
 }
+
+#[test]
+fn an_async_cache_is_invalidated_by_a_consumer_task() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pg = pg::shared();
+    let db = pg::fresh_database(pg, "async");
+    pg.psql(&db, ARTICLE);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cache = Cache::builder()
+            .redis(shared_redis_url())
+            .prefix(unique_prefix("async"))
+            .build_async()
+            .unwrap();
+        let consumer = Consumer::builder(&pg.conninfo(&db))
+            .create_publication(["article"])
+            .slot("async")
+            .create_slot(true)
+            .status_interval(Duration::from_millis(100))
+            .spawn_async(cache.clone())
+            .await
+            .unwrap();
+        let loads = [AtomicUsize::new(0), AtomicUsize::new(0)];
+        let read = |c: usize| {
+            let (cache, loads) = (&cache, &loads);
+            async move {
+                let r = Read::fetch("article").filter(Cond::eq("category", c as i64 + 1));
+                let _: Vec<i64> = cache
+                    .get_or_load(&r, || async {
+                        loads[c].fetch_add(1, Ordering::SeqCst);
+                        vec![1]
+                    })
+                    .await
+                    .unwrap();
+                loads[c].load(Ordering::SeqCst)
+            }
+        };
+        assert_eq!((read(0).await, read(1).await), (1, 1));
+        let (pg2, db2) = (pg, db.clone());
+        let lsn: Lsn = tokio::task::spawn_blocking(move || {
+            pg2.psql(&db2, &["UPDATE article SET title = 'x' WHERE id = 1"]);
+            pg2.current_lsn(&db2)
+        })
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert!(consumer.applied(lsn, WAIT).await, "{:?}", consumer.status());
+        assert_eq!((read(0).await, read(1).await), (2, 1));
+        consumer.shutdown().await;
+    });
+}

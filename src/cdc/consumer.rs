@@ -1,18 +1,18 @@
 //! [`Consumer`]: the builder, and the loop that streams, applies and acknowledges.
 
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
+use tokio::sync::oneshot;
 
 use super::assemble::Assembler;
 use super::conninfo::ConnInfo;
 use super::event::{CdcEvent, CdcListener};
-use super::handle::{ConsumerHandle, Shared, Status};
+use super::handle::{ConsumerHandle, Runner, Shared, Status};
 use super::names::TableNames;
 use super::setup;
-use super::sink::Sink;
+use super::sink::Target;
 use super::tx::TxChanges;
 use super::types::SESSION_OPTIONS;
 use super::{CdcError, Lsn};
@@ -252,6 +252,63 @@ impl ConsumerBuilder {
     /// it: see [`ConsumerHandle::status`]). Setup errors are returned; later failures are
     /// retried.
     pub fn spawn<C: Codec>(self, cache: Cache<C, Blocking>) -> Result<ConsumerHandle, CdcError> {
+        let s = self.checked()?;
+        let target = Target::Blocking(Arc::new(cache));
+        let shared = Shared::new();
+        let (first_tx, first_rx) = oneshot::channel();
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("stampcache-cdc".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = first_tx.send(Err(CdcError::Config(format!("tokio runtime: {e}"))));
+                        return;
+                    }
+                };
+                rt.block_on(run(&s, &target, &thread_shared, Some(first_tx)));
+                thread_shared.set_status(Status::Stopped);
+            })
+            .map_err(|e| CdcError::Config(format!("cannot start the consumer thread: {e}")))?;
+        let handle = ConsumerHandle::new(shared, Runner::Thread(thread));
+        match first_rx.blocking_recv() {
+            Ok(Ok(())) => Ok(handle),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(CdcError::Stopped),
+        }
+    }
+
+    /// [`spawn`](ConsumerBuilder::spawn) for an [`AsyncCache`](crate::AsyncCache): the
+    /// consumer runs as a task on the current tokio runtime. Stop it with
+    /// [`ConsumerHandle::shutdown`].
+    #[cfg(feature = "tokio")]
+    pub async fn spawn_async<C: Codec>(
+        self,
+        cache: crate::AsyncCache<C>,
+    ) -> Result<ConsumerHandle, CdcError> {
+        let s = self.checked()?;
+        let target = Target::Async(Arc::new(cache));
+        let shared = Shared::new();
+        let (first_tx, first_rx) = oneshot::channel();
+        let task_shared = shared.clone();
+        let task = tokio::spawn(async move {
+            run(&s, &target, &task_shared, Some(first_tx)).await;
+            task_shared.set_status(Status::Stopped);
+        });
+        let handle = ConsumerHandle::new(shared, Runner::Task(task));
+        match first_rx.await {
+            Ok(Ok(())) => Ok(handle),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(CdcError::Stopped),
+        }
+    }
+
+    /// The settings, once the builder's options are checked.
+    fn checked(self) -> Result<Settings, CdcError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -273,46 +330,25 @@ impl ConsumerBuilder {
                 s.publication
             )));
         }
-        let sink: Arc<dyn Sink> = Arc::new(cache);
-        let shared = Shared::new();
-        let (first_tx, first_rx) = mpsc::channel();
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("stampcache-cdc".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = first_tx.send(Err(CdcError::Config(format!("tokio runtime: {e}"))));
-                        return;
-                    }
-                };
-                rt.block_on(run(&s, &sink, &thread_shared, Some(first_tx)));
-                thread_shared.set_status(Status::Stopped);
-            })
-            .map_err(|e| CdcError::Config(format!("cannot start the consumer thread: {e}")))?;
-        let handle = ConsumerHandle::new(shared, thread);
-        match first_rx.recv() {
-            Ok(Ok(())) => Ok(handle),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(CdcError::Stopped),
-        }
+        Ok(s)
     }
 }
 
-type First = Option<mpsc::Sender<Result<(), CdcError>>>;
+type First = Option<oneshot::Sender<Result<(), CdcError>>>;
 
 /// Sessions one after the other until stopped. The first session's setup error ends the
 /// consumer (it is `spawn`'s error); later ones are retried.
-async fn run(cfg: &Settings, sink: &Arc<dyn Sink>, shared: &Shared, mut first: First) {
+async fn run(cfg: &Settings, target: &Target, shared: &Shared, mut first: First) {
     let mut asm = Assembler::new(cfg.names.clone(), cfg.max_rows);
     let mut attempt = 0u32;
     while !shared.stopping() {
         asm.reset();
-        let error = match session(cfg, sink, shared, &mut asm, &mut first, &mut attempt).await {
+        let result = tokio::select! {
+            r = session(cfg, target, shared, &mut asm, &mut first, &mut attempt) => r,
+            // Stuck connecting or setting up: give up at once.
+            () = shared.stopped() => Err(CdcError::Stopped),
+        };
+        let error = match result {
             Ok(()) | Err(CdcError::Stopped) => return,
             Err(e) => e,
         };
@@ -334,15 +370,15 @@ async fn run(cfg: &Settings, sink: &Arc<dyn Sink>, shared: &Shared, mut first: F
 /// Sleeps, or returns early when the consumer is stopped.
 async fn pause(shared: &Shared, d: Duration) {
     tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = shared.wake.notified() => shared.wake.notify_one(),
+        () = tokio::time::sleep(d) => {}
+        () = shared.stopped() => {}
     }
 }
 
 /// One replication session: connect, set up, stream until an error or a stop.
 async fn session(
     cfg: &Settings,
-    sink: &Arc<dyn Sink>,
+    target: &Target,
     shared: &Shared,
     asm: &mut Assembler,
     first: &mut First,
@@ -355,7 +391,7 @@ async fn session(
         for (schema, table) in &prepared.published {
             tx.add_table(&cfg.names.name(schema, table));
         }
-        apply(cfg, sink, shared, Arc::new(tx), first).await?;
+        apply(cfg, target, shared, Arc::new(tx), first).await?;
         cfg.emit(&CdcEvent::InvalidatedPublished {
             tables: prepared.published.len(),
         });
@@ -372,7 +408,7 @@ async fn session(
     loop {
         let event = tokio::select! {
             ev = client.recv() => ev?,
-            _ = shared.wake.notified() => {
+            () = shared.stopped() => {
                 let _ = client.shutdown().await;
                 return Err(CdcError::Stopped);
             }
@@ -387,7 +423,7 @@ async fn session(
                 let tx = asm.commit(Lsn(end_lsn.as_u64()))?;
                 if !tx.is_empty() {
                     let tx = Arc::new(tx);
-                    apply(cfg, sink, shared, tx.clone(), &mut None).await?;
+                    apply(cfg, target, shared, tx.clone(), &mut None).await?;
                     cfg.emit(&CdcEvent::Applied {
                         lsn: tx.end_lsn,
                         rows: tx.row_count(),
@@ -413,21 +449,14 @@ async fn session(
 /// (the setup is fine; the consumer holds the transaction, as its status says).
 async fn apply(
     cfg: &Settings,
-    sink: &Arc<dyn Sink>,
+    target: &Target,
     shared: &Shared,
     tx: Arc<TxChanges>,
     first: &mut First,
 ) -> Result<(), CdcError> {
     let mut attempt = 0u32;
     loop {
-        let (s, t) = (sink.clone(), tx.clone());
-        let result = tokio::task::spawn_blocking(move || s.apply(&t))
-            .await
-            .unwrap_or_else(|e| {
-                Err(crate::Error::Unavailable(format!(
-                    "the apply task failed: {e}"
-                )))
-            });
+        let result = target.apply(&tx).await;
         match result {
             Ok(()) => {
                 if attempt > 0 {

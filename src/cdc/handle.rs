@@ -1,6 +1,6 @@
 //! [`ConsumerHandle`]: the running consumer's status, applied position and stop.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,8 +39,9 @@ pub enum Status {
 pub(crate) struct Shared {
     state: Mutex<State>,
     changed: Condvar,
-    stop: AtomicBool,
-    pub(crate) wake: tokio::sync::Notify,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The applied position again, for async waiters.
+    applied: tokio::sync::watch::Sender<Lsn>,
     reconnects: AtomicU64,
 }
 
@@ -58,8 +59,8 @@ impl Shared {
                 applied: Lsn::ZERO,
             }),
             changed: Condvar::new(),
-            stop: AtomicBool::new(false),
-            wake: tokio::sync::Notify::new(),
+            stop: tokio::sync::watch::channel(false).0,
+            applied: tokio::sync::watch::channel(Lsn::ZERO).0,
             reconnects: AtomicU64::new(0),
         })
     }
@@ -79,6 +80,7 @@ impl Shared {
         if lsn > s.applied {
             s.applied = lsn;
             drop(s);
+            self.applied.send_replace(lsn);
             self.changed.notify_all();
         }
     }
@@ -88,27 +90,42 @@ impl Shared {
     }
 
     pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
+        *self.stop.borrow()
+    }
+
+    /// Resolves once a stop was requested (at once if it already was).
+    pub async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     fn request_stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.stop.send_replace(true);
     }
 }
 
-/// A running consumer. Dropping it stops the consumer (and waits for its thread).
+/// Where a consumer runs.
+#[derive(Debug)]
+pub(crate) enum Runner {
+    /// A thread of its own (for the blocking `Cache`).
+    Thread(JoinHandle<()>),
+    /// A task on the application's tokio runtime (for `AsyncCache`).
+    #[cfg(feature = "tokio")]
+    Task(tokio::task::JoinHandle<()>),
+}
+
+/// A running consumer. Dropping it stops the consumer (and, on a thread, waits for it).
 #[derive(Debug)]
 pub struct ConsumerHandle {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    runner: Option<Runner>,
 }
 
 impl ConsumerHandle {
-    pub(crate) fn new(shared: Arc<Shared>, thread: JoinHandle<()>) -> ConsumerHandle {
+    pub(crate) fn new(shared: Arc<Shared>, runner: Runner) -> ConsumerHandle {
         ConsumerHandle {
             shared,
-            thread: Some(thread),
+            runner: Some(runner),
         }
     }
 
@@ -151,23 +168,48 @@ impl ConsumerHandle {
         }
     }
 
-    /// Stops the consumer and waits for its thread. A transaction not yet applied is not
-    /// acknowledged: a persistent slot sends it again on the next start.
-    pub fn stop(mut self) {
-        self.shutdown();
+    /// [`wait_applied`](Self::wait_applied) without blocking the runtime.
+    pub async fn applied(&self, lsn: Lsn, timeout: Duration) -> bool {
+        let mut rx = self.shared.applied.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= lsn)).await;
+        matches!(reached, Ok(Ok(_)))
     }
 
-    fn shutdown(&mut self) {
+    /// Stops the consumer; one on a thread ([`spawn`](super::ConsumerBuilder::spawn)) is
+    /// waited for, one on a task is told to stop (await [`shutdown`](Self::shutdown) to
+    /// wait for it). A transaction not yet applied is not acknowledged: a persistent slot
+    /// sends it again on the next start.
+    pub fn stop(mut self) {
+        self.stop_now();
+    }
+
+    /// Stops the consumer and waits until it has stopped, without blocking the runtime.
+    pub async fn shutdown(mut self) {
         self.shared.request_stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match self.runner.take() {
+            #[cfg(feature = "tokio")]
+            Some(Runner::Task(task)) => {
+                let _ = task.await;
+            }
+            Some(Runner::Thread(thread)) => {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            None => {}
         }
         self.shared.set_status(Status::Stopped);
+    }
+
+    fn stop_now(&mut self) {
+        self.shared.request_stop();
+        if let Some(Runner::Thread(thread)) = self.runner.take() {
+            let _ = thread.join();
+            self.shared.set_status(Status::Stopped);
+        }
     }
 }
 
 impl Drop for ConsumerHandle {
     fn drop(&mut self) {
-        self.shutdown();
+        self.stop_now();
     }
 }
