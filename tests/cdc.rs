@@ -607,3 +607,88 @@ fn an_async_cache_is_invalidated_by_a_consumer_task() {
         consumer.shutdown().await;
     });
 }
+
+#[test]
+fn typed_columns_match_the_values_applications_use() {
+    use stampcache::Value;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let w = World::new(
+        "typed",
+        &[
+            "CREATE TABLE typed (id int PRIMARY KEY, at timestamptz, day date, ratio float8, \
+             small real, big int8, uid uuid, name varchar(20), flag bool)",
+            "ALTER TABLE typed REPLICA IDENTITY FULL",
+            "INSERT INTO typed VALUES (1, '2023-11-14 23:13:20.5+01', '2024-02-29', 0.1, 1.1, \
+             9000000000, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'n&m=1', true)",
+            "INSERT INTO typed VALUES (2, now(), '2000-01-01', 2, 2, 2, gen_random_uuid(), 'x', true)",
+        ],
+    );
+    let consumer = w.consumer("typed", &["typed"]);
+    let at: SystemTime = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+    let row1: Vec<(&str, Value)> = vec![
+        ("at", Value::timestamp(at)),
+        ("day", Value::date(2024, 2, 29)),
+        ("ratio", Value::from(0.1_f64)),
+        ("small", Value::from(1.1_f32)),
+        ("big", Value::from(9_000_000_000_i64)),
+        ("uid", Value::from("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
+        ("name", Value::from("n&m=1")),
+    ];
+    let reads: Vec<(&str, Cached)> = row1
+        .into_iter()
+        .map(|(f, v)| (f, Cached::new(Read::fetch("typed").filter(Cond::eq(f, v)))))
+        .collect();
+    let id2 = Cached::id("typed", 2);
+    for (_, c) in &reads {
+        c.read(&w.cache);
+    }
+    id2.read(&w.cache);
+    w.write(&consumer, &["UPDATE typed SET flag = false WHERE id = 1"]);
+    for (field, c) in &reads {
+        assert_eq!(c.read(&w.cache), 2, "the read on {field} matches row 1");
+    }
+    assert_eq!(
+        id2.read(&w.cache),
+        1,
+        "nothing widened: every field converted"
+    );
+    assert!(
+        !w.events().iter().any(|e| e.starts_with("unknown")),
+        "{:?}",
+        w.events()
+    );
+}
+
+#[test]
+fn writes_to_partitions_invalidate_reads_of_the_partitioned_table() {
+    let w = World::new(
+        "part",
+        &[
+            "CREATE TABLE log (id int, category int NOT NULL, PRIMARY KEY (id, category)) \
+             PARTITION BY LIST (category)",
+            "CREATE TABLE log_1 PARTITION OF log FOR VALUES IN (1)",
+            "CREATE TABLE log_2 PARTITION OF log FOR VALUES IN (2)",
+            "ALTER TABLE log_1 REPLICA IDENTITY FULL",
+            "ALTER TABLE log_2 REPLICA IDENTITY FULL",
+            "CREATE PUBLICATION leaves FOR TABLE log",
+        ],
+    );
+    let e = Consumer::builder(&w.pg.conninfo(&w.db))
+        .publication("leaves")
+        .slot("part_leaves")
+        .create_slot(true)
+        .spawn(w.cache.clone())
+        .unwrap_err();
+    assert!(matches!(e, CdcError::PublicationPartitions { .. }), "{e}");
+    assert!(
+        e.to_string().contains("publish_via_partition_root = true"),
+        "{e}"
+    );
+
+    let consumer = w.consumer("part", &["log"]); // creates it with publish_via_partition_root
+    let (cat1, cat2) = (Cached::category("log", 1), Cached::category("log", 2));
+    cat1.read(&w.cache);
+    cat2.read(&w.cache);
+    w.write(&consumer, &["INSERT INTO log VALUES (1, 1)"]);
+    assert_eq!((cat1.read(&w.cache), cat2.read(&w.cache)), (2, 1));
+}

@@ -52,6 +52,18 @@ pub enum CdcError {
         /// The filtered table.
         table: String,
     },
+    /// The publication sends writes to a partition under the partition's name, while reads
+    /// name the partitioned table: they would never be invalidated.
+    #[error(
+        "publication {publication:?} publishes partition {table} under its own name: run \
+         ALTER PUBLICATION {publication} SET (publish_via_partition_root = true)"
+    )]
+    PublicationPartitions {
+        /// The publication's name.
+        publication: String,
+        /// A published partition.
+        table: String,
+    },
     /// The replication slot does not exist and the consumer was not asked to create it.
     #[error(
         "replication slot {slot:?} does not exist: run SELECT pg_create_logical_replication_slot\

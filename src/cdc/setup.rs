@@ -104,9 +104,18 @@ async fn publication(
             PublicationTables::All => "ALL TABLES".to_owned(),
             PublicationTables::Tables(t) => format!("TABLE {}", t.join(", ")),
         };
+        // Partitions' writes are published under their root's name, the one reads use.
+        let with = if version >= 130_000 {
+            " WITH (publish_via_partition_root = true)"
+        } else {
+            ""
+        };
         query(
             client,
-            &format!("CREATE PUBLICATION {} FOR {target}", quote_ident(name)),
+            &format!(
+                "CREATE PUBLICATION {} FOR {target}{with}",
+                quote_ident(name)
+            ),
         )
         .await?;
         rows = query(client, &select).await?;
@@ -128,6 +137,29 @@ async fn publication(
             publication: name.clone(),
             missing: missing.join(", "),
         });
+    }
+    if version >= 130_000 {
+        let partitions = query(
+            client,
+            &format!(
+                "SELECT t.schemaname || '.' || t.tablename FROM pg_publication_tables t \
+                 JOIN pg_namespace n ON n.nspname = t.schemaname \
+                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename \
+                 WHERE t.pubname = {} AND c.relispartition LIMIT 1",
+                literal(name)
+            ),
+        )
+        .await?;
+        if let Some(table) = partitions
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten())
+        {
+            return Err(CdcError::PublicationPartitions {
+                publication: name.clone(),
+                table,
+            });
+        }
     }
     if version >= 150_000 {
         let filtered = query(

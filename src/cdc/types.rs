@@ -6,7 +6,7 @@
 //! needs it. Guessing wrong would leave stale reads; leaving out costs only misses.
 //!
 //! The replication session pins `DateStyle = ISO`, `TimeZone = UTC`,
-//! `extra_float_digits = 1` and `bytea_output = hex`, so these forms are the ones parsed.
+//! `extra_float_digits = 3` (floats that read back exactly) and `bytea_output = hex`, so these forms are the ones parsed.
 
 use crate::Value;
 
@@ -23,7 +23,6 @@ mod oid {
     pub const OID: u32 = 26;
     pub const FLOAT4: u32 = 700;
     pub const FLOAT8: u32 = 701;
-    pub const BPCHAR: u32 = 1042;
     pub const VARCHAR: u32 = 1043;
     pub const DATE: u32 = 1082;
     pub const TIMESTAMPTZ: u32 = 1184;
@@ -32,7 +31,7 @@ mod oid {
 
 /// The startup options that fix the text forms [`convert`] parses.
 pub(crate) const SESSION_OPTIONS: &str =
-    "-c DateStyle=ISO,YMD -c TimeZone=UTC -c extra_float_digits=1 -c bytea_output=hex";
+    "-c DateStyle=ISO,YMD -c TimeZone=UTC -c extra_float_digits=3 -c bytea_output=hex";
 
 /// True when values of this type convert (see [`convert`]); other columns are unknown.
 pub(crate) fn is_known(type_oid: u32) -> bool {
@@ -49,7 +48,6 @@ pub(crate) fn is_known(type_oid: u32) -> bool {
             | oid::OID
             | oid::FLOAT4
             | oid::FLOAT8
-            | oid::BPCHAR
             | oid::VARCHAR
             | oid::DATE
             | oid::TIMESTAMPTZ
@@ -63,12 +61,14 @@ pub(crate) fn is_known(type_oid: u32) -> bool {
 /// - `bool`: `t` / `f`.
 /// - `float8`: the float; `float4`: parsed as `f32` then widened, as an application reading
 ///   the column into an `f32` would hold it (an integral float equals the integer).
-/// - `text`, `varchar`, `char(n)` (padded, as sent), `name`, `"char"`, `uuid`: text.
+/// - `text`, `varchar`, `name`, `"char"`, `uuid`: text.
 /// - `date`: `YYYY-MM-DD` text, [`Value::date`]'s form.
 /// - `timestamptz`: [`Value::timestamp`]'s form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 /// - `bytea`: the bytes.
 /// - `numeric` and everything else: unknown. A `numeric` may be held as an integer, a
-///   float or decimal text by the application; no one form is safe.
+///   float or decimal text by the application; no one form is safe. `char(n)` is unknown
+///   too: SQL equality ignores its padding, so `'ab'` and `'ab  '` are the same value to
+///   a query but not to the cache.
 pub(crate) fn convert(type_oid: u32, text: &[u8]) -> Option<Value> {
     let s = std::str::from_utf8(text).ok()?;
     match type_oid {
@@ -80,7 +80,7 @@ pub(crate) fn convert(type_oid: u32, text: &[u8]) -> Option<Value> {
         },
         oid::FLOAT8 => float(s).map(Value::Float),
         oid::FLOAT4 => float32(s).map(|f| Value::Float(f64::from(f))),
-        oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME | oid::CHAR | oid::UUID => {
+        oid::TEXT | oid::VARCHAR | oid::NAME | oid::CHAR | oid::UUID => {
             Some(Value::Text(s.to_owned()))
         }
         oid::DATE => date(s).map(|_| Value::Text(s.to_owned())),
@@ -217,6 +217,8 @@ mod tests {
     fn ambiguous_types_are_unknown() {
         const NUMERIC: u32 = 1700;
         const JSONB: u32 = 3802;
+        const BPCHAR: u32 = 1042;
+        assert_eq!(convert(BPCHAR, b"ab  "), None);
         assert_eq!(convert(NUMERIC, b"3"), None);
         assert_eq!(convert(JSONB, b"{}"), None);
         assert!(!is_known(NUMERIC));
