@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
-use tokio::sync::oneshot;
 
 use super::assemble::Assembler;
 use super::conninfo::ConnInfo;
@@ -255,7 +254,8 @@ impl ConsumerBuilder {
         let s = self.checked()?;
         let target = Target::Blocking(Arc::new(cache));
         let shared = Shared::new();
-        let (first_tx, first_rx) = oneshot::channel();
+        // A std channel: `spawn` may be called from inside a tokio runtime.
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("stampcache-cdc".into())
@@ -270,12 +270,15 @@ impl ConsumerBuilder {
                         return;
                     }
                 };
-                rt.block_on(run(&s, &target, &thread_shared, Some(first_tx)));
+                let first: First = Some(Box::new(move |r| {
+                    let _ = first_tx.send(r);
+                }));
+                rt.block_on(run(&s, &target, &thread_shared, first));
                 thread_shared.set_status(Status::Stopped);
             })
             .map_err(|e| CdcError::Config(format!("cannot start the consumer thread: {e}")))?;
         let handle = ConsumerHandle::new(shared, Runner::Thread(thread));
-        match first_rx.blocking_recv() {
+        match first_rx.recv() {
             Ok(Ok(())) => Ok(handle),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(CdcError::Stopped),
@@ -293,10 +296,13 @@ impl ConsumerBuilder {
         let s = self.checked()?;
         let target = Target::Async(Arc::new(cache));
         let shared = Shared::new();
-        let (first_tx, first_rx) = oneshot::channel();
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         let task_shared = shared.clone();
         let task = tokio::spawn(async move {
-            run(&s, &target, &task_shared, Some(first_tx)).await;
+            let first: First = Some(Box::new(move |r| {
+                let _ = first_tx.send(r);
+            }));
+            run(&s, &target, &task_shared, first).await;
             task_shared.set_status(Status::Stopped);
         });
         let handle = ConsumerHandle::new(shared, Runner::Task(task));
@@ -334,7 +340,8 @@ impl ConsumerBuilder {
     }
 }
 
-type First = Option<oneshot::Sender<Result<(), CdcError>>>;
+/// Tells `spawn` how the start went (once).
+type First = Option<Box<dyn FnOnce(Result<(), CdcError>) + Send>>;
 
 /// Sessions one after the other until stopped. The first session's setup error ends the
 /// consumer (it is `spawn`'s error); later ones are retried.
@@ -353,7 +360,7 @@ async fn run(cfg: &Settings, target: &Target, shared: &Shared, mut first: First)
             Err(e) => e,
         };
         if let Some(f) = first.take() {
-            let _ = f.send(Err(error));
+            f(Err(error));
             return;
         }
         cfg.emit(&CdcEvent::Disconnected { error: &error });
@@ -403,7 +410,7 @@ async fn session(
     cfg.emit(&CdcEvent::Connected { slot: &cfg.slot });
     // `spawn` returns now: every transaction committed from here on will be applied.
     if let Some(f) = first.take() {
-        let _ = f.send(Ok(()));
+        f(Ok(()));
     }
     loop {
         let event = tokio::select! {
@@ -416,10 +423,12 @@ async fn session(
         match event {
             None => return Err(CdcError::Connection("the replication stream ended".into())),
             Some(ReplicationEvent::Begin { .. }) => asm.begin(),
-            Some(ReplicationEvent::XLogData { data, .. }) => {
+            Some(ReplicationEvent::XLogData { data, wal_end, .. }) => {
+                shared.server_at(Lsn(wal_end.as_u64()));
                 asm.message(&data, &mut |e| cfg.emit(e))?;
             }
             Some(ReplicationEvent::Commit { end_lsn, .. }) => {
+                shared.server_at(Lsn(end_lsn.as_u64()));
                 let tx = asm.commit(Lsn(end_lsn.as_u64()))?;
                 if !tx.is_empty() {
                     let tx = Arc::new(tx);
@@ -435,9 +444,12 @@ async fn session(
             }
             // Outside a transaction, everything the server sent up to `wal_end` is applied
             // (a transaction is sent at its commit, whole).
-            Some(ReplicationEvent::KeepAlive { wal_end, .. }) if !asm.in_transaction() => {
-                client.update_applied_lsn(wal_end);
-                shared.set_applied(Lsn(wal_end.as_u64()));
+            Some(ReplicationEvent::KeepAlive { wal_end, .. }) => {
+                shared.server_at(Lsn(wal_end.as_u64()));
+                if !asm.in_transaction() {
+                    client.update_applied_lsn(wal_end);
+                    shared.set_applied(Lsn(wal_end.as_u64()));
+                }
             }
             Some(_) => {}
         }
@@ -475,7 +487,7 @@ async fn apply(
                     error: error.to_string(),
                 });
                 if let Some(f) = first.take() {
-                    let _ = f.send(Ok(()));
+                    f(Ok(()));
                 }
             }
         }

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// The applied position again, for async waiters.
     applied: tokio::sync::watch::Sender<Lsn>,
     reconnects: AtomicU64,
+    /// The newest WAL position the server reported.
+    server: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -62,6 +64,7 @@ impl Shared {
             stop: tokio::sync::watch::channel(false).0,
             applied: tokio::sync::watch::channel(Lsn::ZERO).0,
             reconnects: AtomicU64::new(0),
+            server: AtomicU64::new(0),
         })
     }
 
@@ -83,6 +86,11 @@ impl Shared {
             self.applied.send_replace(lsn);
             self.changed.notify_all();
         }
+    }
+
+    /// The server reported WAL up to `lsn`.
+    pub fn server_at(&self, lsn: Lsn) {
+        self.server.fetch_max(lsn.0, Ordering::Relaxed);
     }
 
     pub fn reconnected(&self) {
@@ -138,6 +146,17 @@ impl ConsumerHandle {
     /// cache (and acknowledged to the server). [`Lsn::ZERO`] until the first one.
     pub fn applied_lsn(&self) -> Lsn {
         self.shared.lock().applied
+    }
+
+    /// The newest WAL position the server reported (in changes and keepalives).
+    pub fn server_lsn(&self) -> Lsn {
+        Lsn(self.shared.server.load(Ordering::Relaxed))
+    }
+
+    /// How far applying is behind the server, in bytes of WAL (0 when caught up). The
+    /// server reports its position at least every `wal_sender_timeout / 2` while idle.
+    pub fn lag_bytes(&self) -> u64 {
+        self.server_lsn().0.saturating_sub(self.applied_lsn().0)
     }
 
     /// How many times the consumer reconnected.
