@@ -351,6 +351,8 @@ async fn run(cfg: &Settings, target: &Target, shared: &Shared, mut first: First)
     while !shared.stopping() {
         asm.reset();
         let result = tokio::select! {
+            // The session first: streaming, it ends itself cleanly on a stop.
+            biased;
             r = session(cfg, target, shared, &mut asm, &mut first, &mut attempt) => r,
             // Stuck connecting or setting up: give up at once.
             () = shared.stopped() => Err(CdcError::Stopped),
