@@ -156,3 +156,172 @@ impl Assembler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Row;
+
+    /// pgoutput bytes, built by hand.
+    struct Msg(Vec<u8>);
+
+    impl Msg {
+        fn new(kind: u8) -> Msg {
+            Msg(vec![kind])
+        }
+        fn u8(mut self, v: u8) -> Msg {
+            self.0.push(v);
+            self
+        }
+        fn u16(mut self, v: u16) -> Msg {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn u32(mut self, v: u32) -> Msg {
+            self.0.extend_from_slice(&v.to_be_bytes());
+            self
+        }
+        fn s(mut self, v: &str) -> Msg {
+            self.0.extend_from_slice(v.as_bytes());
+            self.0.push(0);
+            self
+        }
+        /// A tuple: `Some(text)` or `None` for NULL.
+        fn tuple(mut self, values: &[Option<&str>]) -> Msg {
+            self = self.u16(values.len() as u16);
+            for v in values {
+                self = match v {
+                    Some(t) => self.u8(b't').u32(t.len() as u32).raw(t.as_bytes()),
+                    None => self.u8(b'n'),
+                };
+            }
+            self
+        }
+        fn raw(mut self, b: &[u8]) -> Msg {
+            self.0.extend_from_slice(b);
+            self
+        }
+    }
+
+    /// `public.article (id int4 key, category int4)` with identity `identity`.
+    fn relation(identity: u8) -> Vec<u8> {
+        let mut m = Msg::new(b'R')
+            .u32(7)
+            .s("public")
+            .s("article")
+            .u8(identity)
+            .u16(2);
+        for (key, name) in [(1u8, "id"), (0, "category")] {
+            m = m.u8(key).s(name).u32(23).u32(u32::MAX);
+        }
+        m.0
+    }
+
+    fn feed(identity: u8, changes: &[Vec<u8>]) -> (TxChanges, Vec<String>) {
+        let mut asm = Assembler::new(TableNames::new(), 100);
+        let mut events = Vec::new();
+        let mut emit = |e: &CdcEvent<'_>| events.push(format!("{e:?}"));
+        asm.message(&relation(identity), &mut emit).unwrap();
+        asm.begin();
+        for c in changes {
+            asm.message(c, &mut emit).unwrap();
+        }
+        (asm.commit(Lsn(42)).unwrap(), events)
+    }
+
+    fn row(id: i64, category: Option<i64>) -> Row {
+        let r = Row::new().with("id", id);
+        match category {
+            Some(c) => r.with("category", c),
+            None => r,
+        }
+    }
+
+    #[test]
+    fn changes_become_old_and_new_images() {
+        let insert = Msg::new(b'I')
+            .u32(7)
+            .u8(b'N')
+            .tuple(&[Some("1"), Some("1")])
+            .0;
+        let update = Msg::new(b'U')
+            .u32(7)
+            .u8(b'O')
+            .tuple(&[Some("1"), Some("1")])
+            .u8(b'N')
+            .tuple(&[Some("1"), Some("2")])
+            .0;
+        let delete = Msg::new(b'D')
+            .u32(7)
+            .u8(b'O')
+            .tuple(&[Some("1"), Some("2")])
+            .0;
+        let (tx, events) = feed(b'f', &[insert, update, delete]);
+        assert_eq!(tx.end_lsn, Lsn(42));
+        let rows: Vec<(&str, &[Row])> = tx.rows().collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, "article");
+        assert_eq!(
+            rows[0].1,
+            [
+                row(1, Some(1)),
+                row(1, Some(1)),
+                row(1, Some(2)),
+                row(1, Some(2))
+            ]
+        );
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn identity_default_sends_keys_only_and_is_warned_once() {
+        // No old tuple (the key did not change): the old image is the key alone.
+        let update = Msg::new(b'U')
+            .u32(7)
+            .u8(b'N')
+            .tuple(&[Some("1"), Some("2")])
+            .0;
+        // A key-only old tuple: the other columns are placeholders, not NULLs.
+        let delete = Msg::new(b'D').u32(7).u8(b'K').tuple(&[Some("1"), None]).0;
+        let (tx, events) = feed(b'd', &[update, delete]);
+        let (_, rows) = tx.rows().next().unwrap();
+        assert_eq!(rows, [row(1, None), row(1, Some(2)), row(1, None)]);
+        assert_eq!(rows[0].get("category"), None);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].contains("REPLICA IDENTITY FULL"));
+    }
+
+    #[test]
+    fn truncates_and_protocol_errors() {
+        let truncate = Msg::new(b'T').u32(1).u8(0).u32(7).0;
+        let (tx, _) = feed(b'f', &[truncate]);
+        assert_eq!(tx.tables().collect::<Vec<_>>(), ["article"]);
+        assert!(tx.rows().next().is_none());
+
+        let mut asm = Assembler::new(TableNames::new(), 100);
+        let mut emit = |_: &CdcEvent<'_>| {};
+        asm.begin();
+        let unknown = Msg::new(b'I').u32(8).u8(b'N').tuple(&[Some("1")]).0;
+        assert!(matches!(
+            asm.message(&unknown, &mut emit),
+            Err(CdcError::Protocol(_))
+        ));
+        asm.message(&relation(b'f'), &mut emit).unwrap();
+        let short = Msg::new(b'I').u32(7).u8(b'N').tuple(&[Some("1")]).0;
+        assert!(matches!(
+            asm.message(&short, &mut emit),
+            Err(CdcError::Protocol(_))
+        ));
+        let _ = asm.commit(Lsn(1)).unwrap();
+        assert!(asm.commit(Lsn(2)).is_err(), "Commit without Begin");
+        let outside = Msg::new(b'I')
+            .u32(7)
+            .u8(b'N')
+            .tuple(&[Some("1"), Some("1")])
+            .0;
+        assert!(
+            asm.message(&outside, &mut emit).is_err(),
+            "a change outside a transaction"
+        );
+    }
+}
