@@ -25,7 +25,9 @@ pub enum SlotKind {
     /// A slot that outlives the consumer: after a restart it resumes from the last
     /// acknowledged position, so nothing committed meanwhile is missed. The server keeps
     /// WAL for it while the consumer is away (bounded by `max_slot_wal_keep_size`; past it
-    /// the slot is lost and the consumer refuses it with [`CdcError::SlotUnusable`]).
+    /// the slot is lost and the consumer refuses it with [`CdcError::SlotUnusable`]). A
+    /// slot no consumer reads any more keeps retaining WAL: drop it when retiring the
+    /// consumer (`SELECT pg_drop_replication_slot('name')`).
     Persistent,
     /// A slot that lives as long as the connection. Nothing is retained while the consumer
     /// is away, so every published table is invalidated on each (re)connect.

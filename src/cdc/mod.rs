@@ -26,6 +26,11 @@
 //! [`SlotKind::Temporary`] slot retains nothing, so each (re)connect invalidates every
 //! published table.
 //!
+//! Where it runs: [`ConsumerBuilder::spawn`] starts a thread for a blocking
+//! [`Cache`](crate::Cache); [`ConsumerBuilder::spawn_async`] a task for an
+//! [`AsyncCache`](crate::AsyncCache). Both return a [`ConsumerHandle`]: status, applied
+//! position, lag, [`wait_applied`](ConsumerHandle::wait_applied) (read your writes), stop.
+//!
 //! Modules: `pgoutput.rs` decodes messages, `types.rs` converts values, `relation.rs`
 //! keeps relations and builds row images, `assemble.rs` buffers a transaction, `tx.rs`
 //! holds it, `sink.rs` applies it to the cache (the one seam with the core), `setup.rs`
