@@ -620,6 +620,20 @@ fn an_async_cache_is_invalidated_by_a_consumer_task() {
         assert!(consumer.applied(lsn, WAIT).await, "{:?}", consumer.status());
         assert_eq!((read(0).await, read(1).await), (2, 1));
         consumer.shutdown().await;
+
+        // A blocking consumer may be spawned (and shut down) from inside a runtime too.
+        let blocking = Cache::builder()
+            .redis(shared_redis_url())
+            .prefix(unique_prefix("async"))
+            .build()
+            .unwrap();
+        let consumer = Consumer::builder(&pg.conninfo(&db))
+            .slot("async_blocking")
+            .create_slot(true)
+            .spawn(blocking)
+            .unwrap();
+        assert_eq!(consumer.status(), Status::Streaming);
+        consumer.shutdown().await;
     });
 }
 
