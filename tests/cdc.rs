@@ -151,6 +151,12 @@ fn an_update_from_another_client_invalidates_exactly_the_matching_reads() {
     assert_eq!(id2.read(&w.cache), 1, "row 2 stays cached");
     assert_eq!(consumer.status(), Status::Streaming);
     assert!(consumer.applied_lsn() > Lsn::ZERO);
+    let stats = consumer.stats();
+    assert_eq!(
+        (stats.transactions, stats.rows, stats.tables),
+        (2, 2, 1),
+        "{stats:?}"
+    );
     consumer.stop();
     assert!(
         w.events().iter().any(|e| e == "invalidated 1"),
@@ -463,6 +469,7 @@ fn redis_down(degrade: bool) {
         confirmed_flush(&w, slot) >= lsn
     });
     assert!(w.events().iter().any(|e| e.starts_with("ApplyFailed")));
+    assert!(consumer.stats().apply_failures >= 2);
     consumer.stop();
     drop(w);
     redis.stop();

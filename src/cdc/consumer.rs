@@ -475,6 +475,7 @@ async fn apply(
         let result = target.apply(&tx).await;
         match result {
             Ok(()) => {
+                shared.applied_tx(tx.row_count(), tx.table_count());
                 if attempt > 0 {
                     shared.set_status(Status::Streaming);
                 }
@@ -482,6 +483,7 @@ async fn apply(
             }
             Err(error) => {
                 attempt += 1;
+                shared.apply_failed();
                 cfg.emit(&CdcEvent::ApplyFailed {
                     error: &error,
                     attempt,

@@ -43,6 +43,10 @@ pub(crate) struct Shared {
     /// The applied position again, for async waiters.
     applied: tokio::sync::watch::Sender<Lsn>,
     reconnects: AtomicU64,
+    transactions: AtomicU64,
+    rows: AtomicU64,
+    tables: AtomicU64,
+    apply_failures: AtomicU64,
     /// The newest WAL position the server reported.
     server: AtomicU64,
 }
@@ -64,6 +68,10 @@ impl Shared {
             stop: tokio::sync::watch::channel(false).0,
             applied: tokio::sync::watch::channel(Lsn::ZERO).0,
             reconnects: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            tables: AtomicU64::new(0),
+            apply_failures: AtomicU64::new(0),
             server: AtomicU64::new(0),
         })
     }
@@ -93,6 +101,17 @@ impl Shared {
         self.server.fetch_max(lsn.0, Ordering::Relaxed);
     }
 
+    /// A transaction with `rows` row images and `tables` whole tables was applied.
+    pub fn applied_tx(&self, rows: usize, tables: usize) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.tables.fetch_add(tables as u64, Ordering::Relaxed);
+    }
+
+    pub fn apply_failed(&self) {
+        self.apply_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn reconnected(&self) {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
@@ -110,6 +129,22 @@ impl Shared {
     fn request_stop(&self) {
         self.stop.send_replace(true);
     }
+}
+
+/// Counters since the consumer started; sample them for rates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerStats {
+    /// Transactions applied (those that invalidated something).
+    pub transactions: u64,
+    /// Row images applied (an update counts two).
+    pub rows: u64,
+    /// Whole tables invalidated (truncates, very large transactions, new slots).
+    pub tables: u64,
+    /// Failed attempts to apply (the cache's store unavailable).
+    pub apply_failures: u64,
+    /// Reconnects.
+    pub reconnects: u64,
 }
 
 /// Where a consumer runs.
@@ -157,6 +192,18 @@ impl ConsumerHandle {
     /// server reports its position at least every `wal_sender_timeout / 2` while idle.
     pub fn lag_bytes(&self) -> u64 {
         self.server_lsn().0.saturating_sub(self.applied_lsn().0)
+    }
+
+    /// Counters since the consumer started.
+    pub fn stats(&self) -> ConsumerStats {
+        let s = &self.shared;
+        ConsumerStats {
+            transactions: s.transactions.load(Ordering::Relaxed),
+            rows: s.rows.load(Ordering::Relaxed),
+            tables: s.tables.load(Ordering::Relaxed),
+            apply_failures: s.apply_failures.load(Ordering::Relaxed),
+            reconnects: s.reconnects.load(Ordering::Relaxed),
+        }
     }
 
     /// How many times the consumer reconnected.

@@ -55,7 +55,7 @@ mod types;
 pub use consumer::{Consumer, ConsumerBuilder, SlotKind};
 pub use error::CdcError;
 pub use event::{CdcEvent, CdcListener};
-pub use handle::{ConsumerHandle, Status};
+pub use handle::{ConsumerHandle, ConsumerStats, Status};
 pub use lsn::{Lsn, ParseLsnError};
 pub use names::TableNames;
 pub use pgoutput::DecodeError;
