@@ -52,6 +52,9 @@
 mod argkey;
 mod block;
 mod builder;
+#[cfg(feature = "postgres-cdc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres-cdc")))]
+pub mod cdc;
 pub mod codec;
 mod cond;
 mod core;

@@ -171,6 +171,34 @@ impl<C: Codec> Core<C> {
         }
     }
 
+    /// Sends `b` now, after what is queued: `Ok` only once it reached the store. A failure
+    /// is reported (an event) and returned, never queued and never degraded: the caller
+    /// keeps the batch and retries (the change-stream consumer, which acknowledges a
+    /// transaction only after this returns `Ok`). Sending a batch twice is harmless.
+    #[cfg_attr(not(feature = "postgres-cdc"), allow(dead_code))]
+    pub async fn send_now(&self, b: Batch) -> Result<(), Error> {
+        if !self.active() || b.is_empty() {
+            return Ok(());
+        }
+        let sent = match self.replay().await {
+            Ok(()) => self.send(&b).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => {
+                self.invalidation_events(&b, false);
+                Ok(())
+            }
+            Err(error) => {
+                self.emit(&Event::StoreFailed {
+                    during: "invalidate",
+                    error: &error,
+                });
+                Err(error)
+            }
+        }
+    }
+
     /// Queues a batch for the next replay.
     pub fn queue_batch(&self, b: Batch) {
         self.shared.queue.push(b, self.shared.pending_limit);

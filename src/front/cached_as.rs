@@ -130,7 +130,10 @@ impl<C: Codec> CachedAs<'_, C> {
         F: FnOnce() -> Result<T, E>,
     {
         let call = &self.call;
-        match call.core.begin_planned(call.target(), call.plan()?.as_ref()) {
+        match call
+            .core
+            .begin_planned(call.target(), call.plan()?.as_ref())
+        {
             Begun::Served(v) => Ok((v, Served::Cached)),
             Begun::Go(job) => block_on(call.core.finish(job, super::ready_loader(f))),
         }
@@ -151,7 +154,10 @@ impl<C: Codec> AsyncCachedAs<'_, C> {
         Fut: std::future::Future<Output = Result<T, E>>,
     {
         let call = &self.call;
-        match call.core.begin_planned(call.target(), call.plan()?.as_ref()) {
+        match call
+            .core
+            .begin_planned(call.target(), call.plan()?.as_ref())
+        {
             Begun::Served(v) => Ok((v, Served::Cached)),
             Begun::Go(job) => call.core.finish(job, f).await,
         }

@@ -337,6 +337,13 @@ macro_rules! cache_handle {
                 $Cache { core }
             }
 
+            /// The core, for the crate's own consumers of the public handles (the
+            /// change-stream consumer).
+            #[allow(dead_code)]
+            pub(crate) fn core(&self) -> &Core<C> {
+                &self.core
+            }
+
             /// A handle whose invalidations do nothing (reads work as usual). For bulk loads
             /// and writes whose effects you invalidate yourself.
             pub fn no_invalidation(&self) -> Self {

@@ -64,7 +64,8 @@ impl<C: Codec> Planning<C> {
     }
 
     fn begin<T: Send + Sync + 'static>(&self) -> Begun<'_, T> {
-        self.core.begin_planned(self.target(), self.planned.as_ref())
+        self.core
+            .begin_planned(self.target(), self.planned.as_ref())
     }
 }
 

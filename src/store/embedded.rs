@@ -3,16 +3,15 @@
 //! recreated stamp never equals an old one.
 
 use std::collections::{BTreeSet, HashMap};
-use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
-use crate::sync::Mutex;
 
 use super::{later, was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan, Token};
 use crate::error::Error;
 use crate::keys::{hash_hex, TableKeys};
+use crate::sync::{AtomicU64, Mutex, Ordering};
 
 /// One stored value: the checksum it was stored with (empty for simple keys) and the bytes.
 struct Stored {

@@ -6,11 +6,11 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::sync::Mutex;
 use redis::{Client, Connection, Value as RValue};
 
 use super::RedisOptions;
 use crate::error::Error;
+use crate::sync::Mutex;
 
 /// One request to Redis.
 pub(crate) enum Req<'a> {

@@ -17,7 +17,6 @@ mod lua;
 mod mux;
 mod reply;
 
-use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ pub(crate) use mux::Multiplexed;
 use super::{millis, EncodedRow, Fetch, Plan, Token};
 use crate::error::Error;
 use crate::keys::{dead_key, TableKeys};
+use crate::sync::{AtomicU64, Ordering};
 use exec::Req;
 use lua::{Lua, Scripts};
 use reply::{checksum, parse_hit, parse_hit_or_stale, parse_token, typed, CHECKSUM_LEN};

@@ -1,0 +1,61 @@
+//! Automatic invalidation from PostgreSQL's logical replication stream (feature
+//! `postgres-cdc`).
+//!
+//! A [`Consumer`] reads a logical replication slot with the `pgoutput` plugin for a
+//! publication of chosen tables, and turns every committed write, from any client, into
+//! the invalidations the API makes by hand: an insert invalidates with its new row, an
+//! update with its old and new rows, a delete with its old row, a truncate invalidates the
+//! whole table. A transaction's invalidations are applied after its Commit, and only then
+//! is its position acknowledged to the server: delivery is at least once, and applying
+//! twice is harmless. While the cache's store is unavailable the transaction is held and
+//! retried; nothing after it is acknowledged.
+//!
+//! Requirements: `wal_level = logical`; for exact invalidation, `REPLICA IDENTITY FULL` on
+//! the published tables (with `DEFAULT`, an update or delete sends only the old row's key,
+//! so reads with conditions on other columns are invalidated table-wide: correct, coarser,
+//! and warned about once per table through [`CdcEvent::ReplicaIdentity`]).
+//!
+//! Column values arrive as text and are converted by column type (see `types.rs`): integers
+//! to integers, so `category = 1` matches; a column whose type has no safe conversion
+//! (`numeric`, `json`, user types, …) is left out of row images, which makes the core
+//! invalidate the whole table for reads conditioned on it. Nothing is ever guessed.
+//!
+//! Durability: a [`SlotKind::Persistent`] slot resumes after a restart from the last
+//! acknowledged position; the server retains WAL for it meanwhile (bounded by
+//! `max_slot_wal_keep_size`, past which the slot is lost and refused). A
+//! [`SlotKind::Temporary`] slot retains nothing, so each (re)connect invalidates every
+//! published table.
+//!
+//! Where it runs: [`ConsumerBuilder::spawn`] starts a thread for a blocking
+//! [`Cache`](crate::Cache); [`ConsumerBuilder::spawn_async`] a task for an
+//! [`AsyncCache`](crate::AsyncCache). Both return a [`ConsumerHandle`]: status, applied
+//! position, lag, [`wait_applied`](ConsumerHandle::wait_applied) (read your writes), stop.
+//!
+//! Modules: `pgoutput.rs` decodes messages, `types.rs` converts values, `relation.rs`
+//! keeps relations and builds row images, `assemble.rs` buffers a transaction, `tx.rs`
+//! holds it, `sink.rs` applies it to the cache (the one seam with the core), `setup.rs`
+//! checks and creates the publication and slot, `consumer.rs` runs the stream,
+//! `handle.rs` reports on it.
+
+mod assemble;
+mod conninfo;
+mod consumer;
+mod error;
+mod event;
+mod handle;
+mod lsn;
+mod names;
+mod pgoutput;
+mod relation;
+mod setup;
+mod sink;
+mod tx;
+mod types;
+
+pub use consumer::{Consumer, ConsumerBuilder, SlotKind};
+pub use error::CdcError;
+pub use event::{CdcEvent, CdcListener};
+pub use handle::{ConsumerHandle, ConsumerStats, Status};
+pub use lsn::{Lsn, ParseLsnError};
+pub use names::TableNames;
+pub use pgoutput::DecodeError;
