@@ -23,8 +23,8 @@ pub(crate) struct Plan {
     pub entry: String,
     /// Stamp keys the entry depends on, in a fixed order.
     pub stamps: Vec<String>,
-    /// Scheme sets to register (key, schemes) before the loader runs.
-    pub schemes: Vec<(String, Vec<String>)>,
+    /// Scheme sets to register before the loader runs.
+    pub schemes: Vec<SchemeSet>,
     /// Entry lifetime.
     pub ttl: Duration,
     /// The conjunctions per table the entry depends on (what a written row is matched
@@ -55,6 +55,17 @@ impl Plan {
             .saturating_mul(2)
             .saturating_add(Duration::from_secs(10))
     }
+}
+
+/// One table's scheme set, and the schemes a plan registers in it.
+#[derive(Debug, Clone)]
+pub(crate) struct SchemeSet {
+    /// The set's key.
+    pub key: String,
+    /// The table's generation stamp: it dies when the set is found missing (see `PREPARE`).
+    pub gen: String,
+    /// The schemes (field lists) to add.
+    pub schemes: Vec<String>,
 }
 
 /// What turns reads into plans: the profiles, the key space and the DNF limits.
@@ -142,7 +153,10 @@ impl Planner {
             deps.note(table, &read.db);
             let tk = self.keys.table(table, &read.db);
             deps.stamp(tk.gen.clone());
-            let schemes = deps.schemes.entry(tk.schemes.clone()).or_default();
+            let (_, schemes) = deps
+                .schemes
+                .entry(tk.schemes.clone())
+                .or_insert_with(|| (tk.gen.clone(), BTreeSet::new()));
             for conj in conjs {
                 schemes.insert(scheme_of(conj));
             }
@@ -162,7 +176,8 @@ impl Planner {
         deps.stamp(tk.conj_key(&Default::default()));
         deps.schemes
             .entry(tk.schemes)
-            .or_default()
+            .or_insert_with(|| (tk.gen, BTreeSet::new()))
+            .1
             .insert(String::new());
         deps.description.push_str("table(");
         escape_into(table, &mut deps.description);
@@ -175,7 +190,8 @@ impl Planner {
 struct Deps {
     stamps: Vec<String>,
     depends: Vec<(String, Vec<Conj>)>,
-    schemes: BTreeMap<String, BTreeSet<String>>,
+    /// Scheme set key -> (generation key, schemes).
+    schemes: BTreeMap<String, (String, BTreeSet<String>)>,
     tables: Vec<String>,
     dbs: Vec<String>,
     description: String,
@@ -207,7 +223,11 @@ impl Deps {
             schemes: self
                 .schemes
                 .into_iter()
-                .map(|(k, s)| (k, s.into_iter().collect()))
+                .map(|(key, (gen, s))| SchemeSet {
+                    key,
+                    gen,
+                    schemes: s.into_iter().collect(),
+                })
                 .collect(),
             ttl,
             depends: self.depends,

@@ -163,9 +163,9 @@ impl EmbeddedStore {
             };
             values.push(v);
         }
-        for (key, schemes) in &plan.schemes {
-            let set = stamps.schemes.entry(key.clone()).or_default();
-            for s in schemes {
+        for set_plan in &plan.schemes {
+            let set = stamps.schemes.entry(set_plan.key.clone()).or_default();
+            for s in &set_plan.schemes {
                 if !set.contains(s) {
                     set.insert(s.clone());
                 }

@@ -44,8 +44,26 @@ impl Scripts {
     }
 }
 
+/// KEYS: stamps..., scheme sets...
+/// ARGV: n_stamps, stamp_ttl_ms, nonce, per scheme set: generation index (1-based among
+/// KEYS, 0: none), n_schemes, schemes...
+/// Reads the stamps (creating absent ones, stretching short TTLs), registers the schemes,
+/// and returns the checksum of the stamps.
 pub(super) const PREPARE: &str = r"
 local n = tonumber(ARGV[1])
+-- A scheme set that does not exist was never made, or was lost (eviction under an
+-- allkeys-* policy, FLUSHDB, a restart). Entries of its table may then be stored under
+-- schemes the set no longer lists, which later writes would not find: the table's
+-- generation dies first, and every such entry with it (local copies included).
+local a = 4
+for j = n + 1, #KEYS do
+  local g = tonumber(ARGV[a])
+  local c = tonumber(ARGV[a + 1])
+  if g > 0 and c > 0 and redis.call('EXISTS', KEYS[j]) == 0 then
+    redis.call('DEL', KEYS[g])
+  end
+  a = a + 2 + c
+end
 local stamps = {}
 -- MGET in chunks: Lua's unpack has a limit of a few thousand values.
 for i = 1, n, 1000 do
@@ -64,11 +82,11 @@ for i = 1, n do
     redis.call('PEXPIRE', k, ttl)
   end
 end
-local a = 4
+a = 4
 for j = n + 1, #KEYS do
-  local c = tonumber(ARGV[a])
-  if c > 0 then redis.call('SADD', KEYS[j], unpack(ARGV, a + 1, a + c)) end
-  a = a + 1 + c
+  local c = tonumber(ARGV[a + 1])
+  if c > 0 then redis.call('SADD', KEYS[j], unpack(ARGV, a + 2, a + 1 + c)) end
+  a = a + 2 + c
 end
 return redis.sha1hex(table.concat(stamps, ','))
 ";

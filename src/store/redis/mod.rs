@@ -142,15 +142,19 @@ impl<X: Exec> RedisStore<X> {
             }
         }
         let mut keys: Vec<&str> = plan.stamps.iter().map(String::as_str).collect();
-        keys.extend(plan.schemes.iter().map(|(k, _)| k.as_str()));
+        keys.extend(plan.schemes.iter().map(|set| set.key.as_str()));
         let nonce = self.next_nonce();
         let reply: RValue = self
             .eval("prepare", &self.scripts.prepare, &keys, |c| {
                 c.arg(plan.stamps.len())
                     .arg(millis(plan.stamp_ttl()))
                     .arg(nonce);
-                for (_, schemes) in &plan.schemes {
-                    c.arg(schemes.len()).arg(schemes);
+                for set in &plan.schemes {
+                    // The generation's position among the keys (1-based; 0: none).
+                    let gen = plan.stamps.iter().position(|k| *k == set.gen);
+                    c.arg(gen.map_or(0, |i| i + 1))
+                        .arg(set.schemes.len())
+                        .arg(&set.schemes);
                 }
             })
             .await?;
