@@ -44,6 +44,8 @@ pub struct Builder<C: Codec = DefaultCodec> {
     flight_timeout: Duration,
     retry_failed: bool,
     lock_ttl: Duration,
+    replay_backoff: Duration,
+    flush_on_drop: Duration,
     listeners: Vec<Listener>,
     errors: Vec<Error>,
     codec: PhantomData<fn() -> C>,
@@ -75,6 +77,8 @@ impl Default for Builder<DefaultCodec> {
             flight_timeout: Duration::from_secs(30),
             retry_failed: true,
             lock_ttl: Duration::from_secs(10),
+            replay_backoff: Duration::from_millis(500),
+            flush_on_drop: Duration::from_secs(1),
             listeners: Vec::new(),
             errors: Vec::new(),
             codec: PhantomData,
@@ -216,6 +220,21 @@ impl<C: Codec> Builder<C> {
         self.lock_ttl = d;
         self
     }
+    /// Invalidations that could not reach the store are queued and replayed in the
+    /// background as soon as it answers: first after 10 ms, then at pauses doubling up to
+    /// this bound (default 500 ms). With [`retry_after`](Builder::retry_after), it bounds how
+    /// long after the store's return other processes may still serve what they kill.
+    pub fn replay_backoff(mut self, d: Duration) -> Self {
+        self.replay_backoff = d;
+        self
+    }
+    /// How long dropping the last handle of a cache keeps trying to send queued
+    /// invalidations (default 1 s; on the async front end a task does it, within the same
+    /// bound).
+    pub fn flush_on_drop(mut self, d: Duration) -> Self {
+        self.flush_on_drop = d;
+        self
+    }
     /// Subscribes to events.
     pub fn on_event(mut self, f: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
         self.listeners.push(Arc::new(f));
@@ -240,6 +259,8 @@ impl<C: Codec> Builder<C> {
             flight_timeout: self.flight_timeout,
             retry_failed: self.retry_failed,
             lock_ttl: self.lock_ttl,
+            replay_backoff: self.replay_backoff,
+            flush_on_drop: self.flush_on_drop,
             listeners: self.listeners,
             errors: self.errors,
             codec: PhantomData,
@@ -324,6 +345,8 @@ impl<C: Codec> Builder<C> {
             retry_failed: self.retry_failed,
             lock_ttl: self.lock_ttl,
             asynch,
+            replay_backoff: self.replay_backoff,
+            flush_on_drop: self.flush_on_drop,
         }))
     }
 
@@ -343,6 +366,8 @@ impl<C: Codec> Builder<C> {
             &mut self.heartbeat,
             &mut self.flight_timeout,
             &mut self.lock_ttl,
+            &mut self.replay_backoff,
+            &mut self.flush_on_drop,
         ] {
             *d = (*d).min(MAX_TTL);
         }

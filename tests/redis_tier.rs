@@ -501,3 +501,117 @@ fn eviction_under_every_policy_costs_misses_never_staleness() {
         assert!(evicted > 0, "{policy}: the test must actually evict");
     }
 }
+
+/// An idle writer's queue: Redis frozen while it writes, then back; the writer makes no
+/// further call. Another process's read one second after Redis returns is fresh (the
+/// background replayer sent the queued invalidation), on both front ends.
+fn an_idle_writers_queue_is_replayed_in_the_background(asynch: bool) {
+    let server = RedisServer::start(&[]);
+    let prefix = format!("idle{asynch}:");
+    let builder = || {
+        Cache::builder()
+            .redis(server.url())
+            .prefix(prefix.clone())
+            .degrade_on_failure(true)
+            .io_timeout(Duration::from_millis(200))
+            .connect_timeout(Duration::from_millis(200))
+            .retry_after(Duration::from_millis(200))
+            .replay_backoff(Duration::from_millis(200))
+    };
+    let reader = builder().build().unwrap();
+    let read = count(1);
+    let n: u64 = reader.get_or_load(&read, || 5).unwrap();
+    assert_eq!(n, 5);
+
+    let article = Article {
+        category: 1,
+        ..Article::new(7)
+    };
+    // The writer: queues its invalidation while Redis answers nothing, then stays idle.
+    let _writer: Box<dyn std::any::Any> = if asynch {
+        #[cfg(feature = "tokio")]
+        {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let writer = {
+                let _in = rt.enter();
+                builder().build_async().unwrap()
+            };
+            server.pause();
+            rt.block_on(writer.on_insert("blog.article", &article))
+                .unwrap();
+            assert!(writer.pending_invalidations() > 0, "queued");
+            Box::new((writer, rt))
+        }
+        #[cfg(not(feature = "tokio"))]
+        unreachable!("the async front end needs the tokio feature")
+    } else {
+        let writer = builder().build().unwrap();
+        server.pause();
+        writer.on_insert("blog.article", &article).unwrap();
+        assert!(writer.pending_invalidations() > 0, "queued");
+        Box::new(writer)
+    };
+    server.resume();
+    std::thread::sleep(Duration::from_secs(1));
+    let loads = Loads::default();
+    let n: u64 = reader.get_or_load(&read, loads.of(6)).unwrap();
+    assert_eq!(n, 6, "a read 1 s after Redis returned is fresh");
+    assert_eq!(loads.count(), 1);
+}
+
+#[test]
+fn an_idle_blocking_writers_queue_is_replayed_in_the_background() {
+    an_idle_writers_queue_is_replayed_in_the_background(false);
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn an_idle_async_writers_queue_is_replayed_in_the_background() {
+    an_idle_writers_queue_is_replayed_in_the_background(true);
+}
+
+#[test]
+fn dropping_the_last_handle_sends_what_is_queued() {
+    let server = RedisServer::start(&[]);
+    let builder = || {
+        Cache::builder()
+            .redis(server.url())
+            .prefix("drop:")
+            .degrade_on_failure(true)
+            .io_timeout(Duration::from_millis(200))
+            .retry_after(Duration::from_millis(50))
+            .replay_backoff(Duration::from_secs(30)) // the replayer alone would be too late
+            .flush_on_drop(Duration::from_secs(2))
+    };
+    let reader = builder().build().unwrap();
+    let n: u64 = reader.get_or_load(&count(1), || 5).unwrap();
+    assert_eq!(n, 5);
+    let writer = builder().build().unwrap();
+    let handle_too = writer.clone();
+    server.pause();
+    writer
+        .on_insert(
+            "blog.article",
+            &Article {
+                category: 1,
+                ..Article::new(7)
+            },
+        )
+        .unwrap();
+    drop(writer); // another handle is left: nothing happens
+                  // Long enough for the background replayer's pauses to grow past a second.
+    std::thread::sleep(Duration::from_secs(3));
+    server.resume();
+    drop(handle_too); // the last one: sends the queue before it returns
+    let loads = Loads::default();
+    let n: u64 = reader.get_or_load(&count(1), loads.of(6)).unwrap();
+    assert_eq!(
+        (n, loads.count()),
+        (6, 1),
+        "the queued invalidation was sent"
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::batch::Batch;
-use super::{Core, Planned};
+use super::{Core, Planned, Shared};
 use crate::codec::Codec;
 use crate::cond::Cond;
 use crate::error::Error;
@@ -202,6 +202,7 @@ impl<C: Codec> Core<C> {
     /// Queues a batch for the next replay.
     pub fn queue_batch(&self, b: Batch) {
         self.shared.queue.push(b, self.shared.pending_limit);
+        super::replayer::start(&self.shared);
         // Which stamps the queued rows will delete is unknown until they are sent: drop
         // every local entry rather than risk serving one of them.
         if let Some(l) = &self.shared.local {
@@ -209,13 +210,29 @@ impl<C: Codec> Core<C> {
         }
     }
 
+    /// Replays queued invalidations; on failure they stay queued.
+    pub async fn replay(&self) -> Result<(), Error> {
+        self.shared.replay().await
+    }
+
+    async fn send(&self, b: &Batch) -> Result<(), Error> {
+        self.shared.send(b).await
+    }
+
+    fn invalidation_events(&self, b: &Batch, queued: bool) {
+        self.shared.invalidation_events(b, queued)
+    }
+}
+
+/// What needs no handle: the background replayer and the last handle's flush use these.
+impl Shared {
     /// Sends a batch to the store, and applies what it deleted to the local tier before
     /// returning (a process reads its own writes).
     async fn send(&self, b: &Batch) -> Result<(), Error> {
-        let store = &self.shared.store;
-        let local = self.shared.local.as_ref();
+        let store = &self.store;
+        let local = self.local.as_ref();
         if b.all {
-            let keys = &self.shared.planner.keys;
+            let keys = &self.planner.keys;
             store
                 .invalidate_all(&keys.scan_pattern(), &keys.meta_marker())
                 .await?;
@@ -247,7 +264,7 @@ impl<C: Codec> Core<C> {
 
     /// Replays queued invalidations; on failure they stay queued.
     pub async fn replay(&self) -> Result<(), Error> {
-        let shared = &self.shared;
+        let shared = self;
         let Some(replay) = shared.queue.begin_replay(shared.pending_limit).await else {
             return Ok(());
         };
@@ -259,7 +276,7 @@ impl<C: Codec> Core<C> {
     }
 
     fn invalidation_events(&self, b: &Batch, queued: bool) {
-        if self.shared.listeners.is_empty() {
+        if self.listeners.is_empty() {
             return;
         }
         let wrap = |i| {

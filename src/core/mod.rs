@@ -20,6 +20,7 @@ pub(crate) mod local;
 mod lock;
 mod queue;
 mod read;
+mod replayer;
 pub(crate) mod scope;
 mod simple;
 
@@ -74,6 +75,10 @@ pub(crate) struct Setup {
     pub lock_ttl: Duration,
     /// The async front end: waits yield to tokio and destructors spawn their I/O.
     pub asynch: bool,
+    /// The longest pause between two background replays of queued invalidations.
+    pub replay_backoff: Duration,
+    /// How long dropping the last handle waits to send queued invalidations.
+    pub flush_on_drop: Duration,
 }
 
 /// Shared state of all handles of one cache. Private: handles go through `Core`'s methods.
@@ -99,6 +104,20 @@ struct Shared {
     /// Only the async front end (feature `tokio`) asks.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     asynch: bool,
+    /// The runtime the async front end was built in (background work is spawned there).
+    #[cfg(feature = "tokio")]
+    runtime: Option<tokio::runtime::Handle>,
+    /// Background replays (see `replayer.rs`).
+    replayer: replayer::State,
+}
+
+impl Shared {
+    /// Sends an event to every listener.
+    fn emit(&self, e: &Event<'_>) {
+        for l in &self.listeners {
+            l(e);
+        }
+    }
 }
 
 impl Drop for Shared {
@@ -112,6 +131,9 @@ impl Drop for Shared {
 /// One handle on a cache's core: shared state, and this handle's write settings.
 pub(crate) struct Core<C: Codec> {
     shared: Arc<Shared>,
+    /// Shared by every handle (not by background work): the last one dropped flushes the
+    /// queue (see `replayer.rs`).
+    _last: Arc<replayer::LastHandle>,
     /// Database alias of this handle's writes (for computed prefixes).
     write_db: Arc<str>,
     /// False on a `no_invalidation` handle.
@@ -123,6 +145,7 @@ impl<C: Codec> Clone for Core<C> {
     fn clone(&self) -> Self {
         Core {
             shared: self.shared.clone(),
+            _last: self._last.clone(),
             write_db: self.write_db.clone(),
             invalidates: self.invalidates,
             codec: PhantomData,
@@ -156,25 +179,34 @@ impl<C: Codec> Core<C> {
                 .max_capacity(10_000)
                 .build_with_hasher(local::fast_hasher())
         });
+        let replayer = replayer::State::new(setup.replay_backoff, setup.flush_on_drop);
+        let shared = Arc::new(Shared {
+            store: setup.store,
+            planner: setup.planner,
+            enabled: setup.enabled,
+            degrade: setup.degrade,
+            pending_limit: setup.pending_limit,
+            listeners: setup.listeners,
+            queue: Queue::default(),
+            plans,
+            local: setup.local,
+            channel: setup.channel,
+            default_local: setup.default_local,
+            flights: Flights::default(),
+            flight_timeout: setup.flight_timeout,
+            retry_failed: setup.retry_failed,
+            lock_ttl: setup.lock_ttl,
+            asynch: setup.asynch,
+            #[cfg(feature = "tokio")]
+            runtime: setup
+                .asynch
+                .then(tokio::runtime::Handle::try_current)
+                .and_then(Result::ok),
+            replayer,
+        });
         Core {
-            shared: Arc::new(Shared {
-                store: setup.store,
-                planner: setup.planner,
-                enabled: setup.enabled,
-                degrade: setup.degrade,
-                pending_limit: setup.pending_limit,
-                listeners: setup.listeners,
-                queue: Queue::default(),
-                plans,
-                local: setup.local,
-                channel: setup.channel,
-                default_local: setup.default_local,
-                flights: Flights::default(),
-                flight_timeout: setup.flight_timeout,
-                retry_failed: setup.retry_failed,
-                lock_ttl: setup.lock_ttl,
-                asynch: setup.asynch,
-            }),
+            _last: replayer::LastHandle::new(&shared),
+            shared,
             write_db: Arc::from("default"),
             invalidates: true,
             codec: PhantomData,
@@ -325,9 +357,7 @@ impl<C: Codec> Core<C> {
 
     /// Sends an event to every listener.
     pub fn emit(&self, e: &Event<'_>) {
-        for l in &self.shared.listeners {
-            l(e);
-        }
+        self.shared.emit(e);
     }
 
     /// Reports how a read was answered.

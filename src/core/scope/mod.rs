@@ -294,11 +294,8 @@ impl<C: Codec> ScopeCore<C> {
         };
         #[cfg(feature = "tokio")]
         if self.core.is_async() {
+            // Replayed by the background replayer, and before this cache's next store call.
             self.core.queue_batch(all);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                let core = self.core.clone();
-                rt.spawn(async move { core.replay().await });
-            }
             return;
         }
         // A failure is reported and the batch queued (`apply`), so nothing is lost.
