@@ -154,11 +154,7 @@ impl<C: Codec> Core<C> {
     /// Sends a batch (after anything queued before it); queues it if the store fails. The
     /// gateway of every invalidation.
     pub async fn apply(&self, b: Batch) -> Result<(), Error> {
-        let sent = match self.replay().await {
-            Ok(()) => self.send(&b).await,
-            Err(e) => Err(e),
-        };
-        match sent {
+        match self.deliver(&b).await {
             Ok(()) => {
                 self.invalidation_events(&b, false);
                 Ok(())
@@ -180,23 +176,21 @@ impl<C: Codec> Core<C> {
         if !self.active() || b.is_empty() {
             return Ok(());
         }
-        let sent = match self.replay().await {
-            Ok(()) => self.send(&b).await,
-            Err(e) => Err(e),
-        };
-        match sent {
-            Ok(()) => {
-                self.invalidation_events(&b, false);
-                Ok(())
-            }
-            Err(error) => {
-                self.emit(&Event::StoreFailed {
-                    during: "invalidate",
-                    error: &error,
-                });
-                Err(error)
-            }
+        let sent = self.deliver(&b).await;
+        match &sent {
+            Ok(()) => self.invalidation_events(&b, false),
+            Err(error) => self.emit(&Event::StoreFailed {
+                during: "invalidate",
+                error,
+            }),
         }
+        sent
+    }
+
+    /// Replays the queue, then sends `b`.
+    async fn deliver(&self, b: &Batch) -> Result<(), Error> {
+        self.replay().await?;
+        self.send(b).await
     }
 
     /// Queues a batch for the next replay.
