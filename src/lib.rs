@@ -68,6 +68,9 @@ mod profile;
 mod read;
 mod row;
 mod scalar;
+#[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
+pub mod sql;
 mod store;
 mod sync;
 mod value;

@@ -1,0 +1,153 @@
+//! Reads described by their SQL (feature `sql`): the tables a query reads and, per table, the
+//! `field = value` conditions it asks for, derived from the SQL text and its bound
+//! parameters instead of being written by hand. A facade over the power API: a query
+//! becomes a [`Read`] with a [`Cond`](crate::Cond) tree.
+//!
+//! ```
+//! use stampcache::sql::{Param, Shape};
+//! use stampcache::{Cache, Op};
+//! let shape = Shape::parse("SELECT id, title FROM article WHERE category = $1 ORDER BY id");
+//! let read = shape.read(Op::Fetch, &[Param::from(7)])?;     // a Read of `article`
+//! let cache = Cache::embedded();
+//! let titles: Vec<String> = cache.get_or_load(&read, || vec!["from the database".into()])?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Never narrower than the SQL.** Whatever the analysis does not understand widens to
+//! every row of the tables involved: subqueries, CTEs, `UNION` branches, outer joins,
+//! comparisons other than equality, functions, string literals that PostgreSQL could read as
+//! another type (`'1'`, `'2024-01-01'`, `'true'`). Granular: `col = v`, `col IN (…)`,
+//! `col = ANY($n)` (an array parameter), `col IS [NOT] NULL`, under `AND`, `OR` and `NOT`,
+//! and inner joins (`a.author_id = b.id AND b.name = $1` depends on `b.name` and on `a`'s
+//! rows). Volatile statements (`now()`, `random()`, `nextval`, `FOR UPDATE`, a write in a
+//! CTE) are not cached ([`NotCached`]).
+//!
+//! Table names are the cache's names: `table` for PostgreSQL's `public` schema (or an
+//! unqualified name), `schema.table` otherwise, the names the change stream
+//! (`postgres-cdc`) invalidates. Column names are the row images' field names; unquoted
+//! identifiers are folded to lower case, as PostgreSQL does. The whole SQL text and every
+//! parameter are part of the cache key; `ORDER BY`, `LIMIT` and the column list only shape
+//! the key.
+
+mod analyze;
+mod template;
+
+use std::sync::Arc;
+
+use crate::profile::Op;
+use crate::read::Read;
+use analyze::Analysis;
+pub use template::Param;
+
+/// Why a statement is not cached (it runs against the database every time).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotCached {
+    /// The SQL did not parse (PostgreSQL's dialect).
+    #[error("the SQL does not parse: {0}")]
+    Parse(String),
+    /// Not one query (a write, several statements, a DDL statement).
+    #[error("not a single read query")]
+    NotARead,
+    /// A query that names no table (`SELECT 1`).
+    #[error("the query reads no table")]
+    NoTable,
+    /// A volatile function: its result changes from one call to the next.
+    #[error("the query calls the volatile function {0}()")]
+    Volatile(String),
+    /// `FOR UPDATE` / `FOR SHARE`: the read takes row locks in its transaction.
+    #[error("the query locks rows (FOR UPDATE / FOR SHARE)")]
+    Locking,
+    /// A write nested in the query (in a CTE).
+    #[error("the query writes (a data-modifying CTE)")]
+    Write,
+}
+
+/// The error of [`Shape::read`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqlError {
+    /// The statement is not cached; run it against the database.
+    #[error("not cached: {0}")]
+    NotCached(#[from] NotCached),
+    /// Fewer parameters than the SQL uses.
+    #[error(
+        "the SQL uses ${expected} but {given} parameter(s) were bound; bind one per placeholder"
+    )]
+    MissingParams {
+        /// The highest placeholder number in the SQL.
+        expected: usize,
+        /// The parameters given.
+        given: usize,
+    },
+}
+
+/// A SQL statement analysed once: the tables it reads and their conditions, with parameter
+/// slots. Cheap to bind: [`read`](Shape::read) per call.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    sql: String,
+    analysis: Result<Analysis, NotCached>,
+    /// The highest `$n` the SQL uses.
+    params: usize,
+}
+
+impl Shape {
+    /// Analyses `sql` (PostgreSQL's dialect). Never fails: a statement that cannot be cached
+    /// says why in [`not_cached`](Shape::not_cached).
+    pub fn parse(sql: &str) -> Shape {
+        let (analysis, params) = analyze::analyze(sql);
+        Shape {
+            sql: sql.to_owned(),
+            analysis,
+            params,
+        }
+    }
+
+    /// The analysis of `sql`, memoised per SQL text (bounded: the 4,096 most recent).
+    pub fn cached(sql: &str) -> Arc<Shape> {
+        static SHAPES: std::sync::OnceLock<moka::sync::Cache<String, Arc<Shape>>> =
+            std::sync::OnceLock::new();
+        let shapes = SHAPES.get_or_init(|| moka::sync::Cache::new(4096));
+        if let Some(s) = shapes.get(sql) {
+            return s;
+        }
+        let shape = Arc::new(Shape::parse(sql));
+        shapes.insert(sql.to_owned(), shape.clone());
+        shape
+    }
+
+    /// Why the statement is not cached, if it is not.
+    pub fn not_cached(&self) -> Option<&NotCached> {
+        self.analysis.as_ref().err()
+    }
+
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The read of this statement with `params` bound (`$1` is `params[0]`), as operation
+    /// `op`: its table, its condition, and a key of the SQL text and every parameter.
+    pub fn read(&self, op: Op, params: &[Param]) -> Result<Read, SqlError> {
+        let analysis = self.analysis.as_ref().map_err(|e| e.clone())?;
+        if params.len() < self.params {
+            return Err(SqlError::MissingParams {
+                expected: self.params,
+                given: params.len(),
+            });
+        }
+        let mut key = String::with_capacity(self.sql.len() + 16 * params.len());
+        key.push_str(&self.sql);
+        for p in params {
+            key.push('\u{0}');
+            p.describe_into(&mut key);
+        }
+        Ok(Read::new(op, analysis.root.clone())
+            .filter(analysis.cond.bind(params))
+            .extra(key))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,324 @@
+//! The analysis on the SQL a user writes: what each statement depends on, conjunction by
+//! conjunction, and what it refuses.
+
+use std::collections::BTreeMap;
+
+use super::{NotCached, Param, Shape, SqlError};
+use crate::dnf::{to_dnf, DnfLimits};
+use crate::profile::Op;
+
+/// The read's dependencies: per table, its conjunctions as `f=v&g=w` (`*`: any row).
+fn deps(sql: &str, params: &[Param]) -> BTreeMap<String, Vec<String>> {
+    let read = Shape::parse(sql)
+        .read(Op::Fetch, params)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let dnf = to_dnf(&read.table, &read.cond, &DnfLimits::default());
+    dnf.tables
+        .into_iter()
+        .map(|(t, conjs)| {
+            let mut out: Vec<String> = conjs
+                .iter()
+                .map(|c| {
+                    if c.is_empty() {
+                        return "*".to_owned();
+                    }
+                    c.iter()
+                        .map(|(f, v)| format!("{f}={}", v.encode()))
+                        .collect::<Vec<_>>()
+                        .join("&")
+                })
+                .collect();
+            out.sort();
+            (t, out)
+        })
+        .collect()
+}
+
+fn expect(sql: &str, params: &[Param], want: &[(&str, &[&str])]) {
+    let got = deps(sql, params);
+    let want: BTreeMap<String, Vec<String>> = want
+        .iter()
+        .map(|(t, cs)| {
+            let mut cs: Vec<String> = cs.iter().map(|c| c.to_string()).collect();
+            cs.sort();
+            (t.to_string(), cs)
+        })
+        .collect();
+    assert_eq!(got, want, "{sql}");
+}
+
+fn refused(sql: &str) -> NotCached {
+    match Shape::parse(sql).read(Op::Fetch, &[Param::from(1), Param::from(2)]) {
+        Err(SqlError::NotCached(why)) => why,
+        other => panic!("{sql}: expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn equality_in_is_null_and_any_are_granular() {
+    let p = [Param::from(7)];
+    expect(
+        "SELECT * FROM article WHERE category = $1",
+        &p,
+        &[("article", &["category=i7"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE $1 = category",
+        &p,
+        &[("article", &["category=i7"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE category = 3",
+        &[],
+        &[("article", &["category=i3"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE status = 'published' AND published = true",
+        &[],
+        &[("article", &["published=T&status=spublished"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE id IN (1, 2, $1)",
+        &p,
+        &[("article", &["id=i1", "id=i2", "id=i7"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE id = ANY($1)",
+        &[Param::array([4, 5])],
+        &[("article", &["id=i4", "id=i5"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE author IS NULL",
+        &[],
+        &[("article", &["author=N"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE category = $1::int",
+        &p,
+        &[("article", &["category=i7"])],
+    );
+}
+
+#[test]
+fn and_or_not_follow_the_condition_tree() {
+    let p = [Param::from(1), Param::from(2)];
+    expect(
+        "SELECT count(*) FROM article WHERE category = $1 OR category = $2",
+        &p,
+        &[("article", &["category=i1", "category=i2"])],
+    );
+    expect(
+        "SELECT count(*) FROM article WHERE (category = $1 AND published) OR id = $2",
+        &p,
+        &[("article", &["category=i1", "id=i2"])],
+    );
+    // Negations and other comparisons widen.
+    expect(
+        "SELECT * FROM article WHERE NOT category = 1",
+        &[],
+        &[("article", &["*"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE category <> 1",
+        &[],
+        &[("article", &["*"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE id NOT IN (1, 2)",
+        &[],
+        &[("article", &["*"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE author IS NOT NULL",
+        &[],
+        &[("article", &["*"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE category = $1 AND price > $2",
+        &p,
+        &[("article", &["category=i1"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE category = $1 OR price > $2",
+        &p,
+        &[("article", &["*"])],
+    );
+}
+
+#[test]
+fn strings_postgresql_could_read_as_another_type_widen() {
+    for lit in [
+        "'1'",
+        "'2024-01-01'",
+        "'t'",
+        "'tr'",
+        "'no'",
+        "'Infinity'",
+        "'a1'",
+    ] {
+        let sql = format!("SELECT * FROM article WHERE category = {lit}");
+        expect(&sql, &[], &[("article", &["*"])]);
+    }
+    expect(
+        "SELECT * FROM article WHERE kind = 'draft'",
+        &[],
+        &[("article", &["kind=sdraft"])],
+    );
+}
+
+#[test]
+fn inner_joins_depend_on_the_joined_tables_conditions() {
+    let p = [Param::from("ann")];
+    expect(
+        "SELECT a.* FROM article a JOIN author b ON a.author_id = b.id WHERE b.name = $1",
+        &p,
+        &[("article", &["*"]), ("author", &["name=sann"])],
+    );
+    expect(
+        "SELECT a.* FROM article AS a, author AS b WHERE a.author_id = b.id AND b.name = $1 AND a.category = 2",
+        &p,
+        &[("article", &["category=i2"]), ("author", &["name=sann"])],
+    );
+    // A joined table no condition names is a dependency all the same.
+    expect(
+        "SELECT * FROM article JOIN author ON article.author_id = author.id WHERE article.id = 1",
+        &[],
+        &[("article", &["id=i1"]), ("author", &["*"])],
+    );
+    // A join equality under NOT cannot be dropped: it widens.
+    expect(
+        "SELECT * FROM article a JOIN author b ON true WHERE NOT (a.author_id = b.id) AND b.name = 'x'",
+        &[],
+        &[("article", &["*"]), ("author", &["name=sx"])],
+    );
+    // An unqualified column among several tables cannot be placed: both tables widen.
+    expect(
+        "SELECT * FROM article a JOIN author b ON a.author_id = b.id WHERE name = 'x'",
+        &[],
+        &[("article", &["*"]), ("author", &["*"])],
+    );
+}
+
+#[test]
+fn outer_joins_subqueries_ctes_and_unions_depend_on_whole_tables() {
+    expect(
+        "SELECT * FROM article a LEFT JOIN author b ON a.author_id = b.id AND b.name = 'x' WHERE a.category = 1",
+        &[],
+        &[("article", &["category=i1"]), ("author", &["*"])],
+    );
+    expect(
+        "SELECT * FROM article a RIGHT JOIN author b ON a.author_id = b.id WHERE a.category = 1",
+        &[],
+        &[("article", &["*"]), ("author", &["*"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE author_id IN (SELECT id FROM author WHERE name = 'x') AND category = 1",
+        &[],
+        &[("article", &["category=i1"]), ("author", &["*"])],
+    );
+    expect(
+        "WITH recent AS (SELECT * FROM article WHERE category = 1) SELECT * FROM recent JOIN author ON recent.author_id = author.id WHERE author.name = 'x'",
+        &[],
+        &[("article", &["*"]), ("author", &["name=sx"])],
+    );
+    expect(
+        "SELECT * FROM article WHERE author_id IN (SELECT id FROM author) OR category = 1",
+        &[],
+        &[("article", &["*"]), ("author", &["*"])],
+    );
+    expect(
+        "SELECT id FROM article WHERE category = 1 UNION SELECT id FROM draft WHERE category = 2",
+        &[],
+        &[("article", &["*"]), ("draft", &["*"])],
+    );
+    expect(
+        "SELECT * FROM (SELECT * FROM article WHERE category = 1) x",
+        &[],
+        &[("article", &["*"])],
+    );
+}
+
+#[test]
+fn schemas_and_quoting_name_tables_as_the_change_stream_does() {
+    expect(
+        "SELECT * FROM public.article WHERE id = 1",
+        &[],
+        &[("article", &["id=i1"])],
+    );
+    expect(
+        "SELECT * FROM blog.article WHERE id = 1",
+        &[],
+        &[("blog.article", &["id=i1"])],
+    );
+    expect(
+        "SELECT * FROM Article WHERE ID = 1",
+        &[],
+        &[("article", &["id=i1"])],
+    );
+    expect(
+        "SELECT * FROM \"Article\" WHERE \"Id\" = 1",
+        &[],
+        &[("Article", &["Id=i1"])],
+    );
+}
+
+#[test]
+fn volatile_locking_and_writing_sql_is_not_cached() {
+    assert_eq!(
+        refused("SELECT * FROM article WHERE created > now()"),
+        NotCached::Volatile("now".into())
+    );
+    assert_eq!(
+        refused("SELECT * FROM article ORDER BY random()"),
+        NotCached::Volatile("random".into())
+    );
+    assert_eq!(
+        refused("SELECT nextval('s')"),
+        NotCached::Volatile("nextval".into())
+    );
+    assert_eq!(
+        refused("SELECT * FROM article WHERE id = 1 FOR UPDATE"),
+        NotCached::Locking
+    );
+    assert_eq!(
+        refused("WITH d AS (DELETE FROM article RETURNING id) SELECT * FROM d"),
+        NotCached::Write
+    );
+    assert_eq!(
+        refused("UPDATE article SET title = 'x'"),
+        NotCached::NotARead
+    );
+    assert_eq!(refused("SELECT 1; SELECT 2"), NotCached::NotARead);
+    assert_eq!(refused("SELECT 1"), NotCached::NoTable);
+    assert!(matches!(refused("SELEC * FROM"), NotCached::Parse(_)));
+}
+
+#[test]
+fn every_parameter_is_in_the_key_and_missing_ones_are_an_error() {
+    let shape = Shape::parse("SELECT * FROM article WHERE category = $1 LIMIT $2");
+    let a = shape
+        .read(Op::Fetch, &[Param::from(1), Param::from(10)])
+        .unwrap();
+    let b = shape
+        .read(Op::Fetch, &[Param::from(1), Param::from(20)])
+        .unwrap();
+    assert_ne!(a, b, "LIMIT $2 shapes the key");
+    assert_eq!(a.cond, b.cond);
+    assert_eq!(
+        shape.read(Op::Fetch, &[Param::from(1)]),
+        Err(SqlError::MissingParams {
+            expected: 2,
+            given: 1
+        })
+    );
+    // An array where a scalar is compared: the database decides; the cache widens.
+    expect(
+        "SELECT * FROM article WHERE category = $1",
+        &[Param::array([1, 2])],
+        &[("article", &["*"])],
+    );
+    assert!(std::sync::Arc::ptr_eq(
+        &Shape::cached("SELECT * FROM article"),
+        &Shape::cached("SELECT * FROM article")
+    ));
+}
