@@ -102,6 +102,13 @@ pub enum Event<'a> {
         /// The error.
         error: &'a Error,
     },
+    /// A statement of the SQL front is not cached (it ran against the database).
+    NotCached {
+        /// The SQL text.
+        sql: &'a str,
+        /// Why (a volatile function, a lock, a parse error, …).
+        reason: &'a str,
+    },
     /// Stored bytes could not be decoded; treated as a miss.
     DecodeFailed {
         /// The key of the entry.

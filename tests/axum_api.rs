@@ -15,62 +15,21 @@
 mod example;
 
 mod common;
+#[path = "common/pgpool.rs"]
+mod pgpool;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use example::{AppState, Article};
-use postgres::config::Host;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use stampcache::{Cache, Event, Outcome};
 use tower::ServiceExt;
-
-/// The local PostgreSQL, found as the other tests find it; panics when there is none.
-async fn postgres() -> PgPool {
-    let dsn = std::env::var("STAMPCACHE_TEST_PG")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test".to_owned());
-    // The postgres crate's parser reads both forms (libpq `key=value` and URLs).
-    let config: postgres::Config = dsn
-        .parse()
-        .unwrap_or_else(|e| panic!("STAMPCACHE_TEST_PG / DATABASE_URL: cannot parse {dsn:?}: {e}"));
-    let mut options = PgConnectOptions::new_without_pgpass();
-    match config.get_hosts().first() {
-        Some(Host::Tcp(host)) => options = options.host(host),
-        Some(Host::Unix(dir)) => options = options.socket(dir),
-        None => {}
-    }
-    if let Some(&port) = config.get_ports().first() {
-        options = options.port(port);
-    }
-    if let Some(user) = config.get_user() {
-        options = options.username(user);
-    }
-    if let Some(password) = config.get_password() {
-        options = options.password(&String::from_utf8_lossy(password));
-    }
-    if let Some(dbname) = config.get_dbname() {
-        options = options.database(dbname);
-    }
-    PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is needed for this test ({dsn}): {e}; \
-                 set STAMPCACHE_TEST_PG or DATABASE_URL"
-            )
-        })
-}
 
 /// Loader runs (reads answered `Miss`: one database query each) and cache hits.
 #[derive(Clone, Default)]
@@ -149,7 +108,7 @@ impl Api {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_api_serves_reads_from_the_cache_and_sees_every_write() {
-    let db = postgres().await;
+    let db = pgpool::postgres().await;
     example::create_table(&db).await.unwrap();
     // Two categories no one else uses; rows a crashed run left behind go first.
     let cat = 1_000_000_000 + 2 * i64::from(std::process::id());

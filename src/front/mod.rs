@@ -9,6 +9,7 @@
 //! | a read planned once | [`Prepared`] | [`AsyncPrepared`] |
 //! | a cached function | [`CachedAs`] | [`AsyncCachedAs`] |
 //! | the time-only cache | [`Simple`] | [`AsyncSimple`] |
+//! | queries in sqlx's shape (feature `sqlx`) | | `query_as`, `query_scalar` |
 //!
 //! The read methods (`get_or_load` and its variants) and the write methods are generated
 //! from one description each (the macros below), so every handle offers the same set with
@@ -32,12 +33,16 @@ pub use simple::Simple;
 
 #[cfg(feature = "tokio")]
 mod async_cache;
+#[cfg(feature = "sqlx")]
+mod query;
 #[cfg(feature = "tokio")]
 pub use async_cache::AsyncCache;
 #[cfg(feature = "tokio")]
 pub use cached_as::AsyncCachedAs;
 #[cfg(feature = "tokio")]
 pub use prepared::AsyncPrepared;
+#[cfg(feature = "sqlx")]
+pub use query::{QueryAs, QueryScalar, SqlParam};
 #[cfg(feature = "tokio")]
 pub use scope::AsyncScope;
 #[cfg(feature = "tokio")]

@@ -90,6 +90,12 @@ macro_rules! scope_handle {
                 }
             }
 
+            /// The core (for the crate's facades over the public handles).
+            #[allow(dead_code)]
+            pub(crate) fn core(&self) -> &Core<C> {
+                self.inner.core()
+            }
+
             /// The isolation level.
             pub fn isolation(&self) -> Isolation {
                 self.inner.isolation()

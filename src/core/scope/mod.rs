@@ -154,6 +154,11 @@ impl<C: Codec> ScopeCore<C> {
         }
     }
 
+    /// The cache this scope reads and writes through.
+    pub fn core(&self) -> &Core<C> {
+        &self.core
+    }
+
     /// The isolation level.
     pub fn isolation(&self) -> Isolation {
         self.isolation
