@@ -87,7 +87,7 @@ pub use front::{Answer, Cache, CachedAs, Prepared, Scope, Simple};
 #[cfg(feature = "tokio")]
 pub use front::{AsyncCache, AsyncCachedAs, AsyncPrepared, AsyncScope, AsyncSimple};
 #[cfg(feature = "sqlx")]
-pub use front::{QueryAs, QueryScalar, SqlParam};
+pub use front::{Execute, QueryAs, QueryScalar, SqlParam};
 pub use keys::{Prefix, PrefixScope};
 pub use profile::{LocalMode, Op, Ops, Profile, Profiles};
 pub use read::{Dep, Force, Read};

@@ -246,10 +246,41 @@ async fn reads_described_by_sql_are_cached_and_invalidated_granularly() {
         ["not cached: the query calls the volatile function random()"; 2]
     );
 
+    // Writes through the front invalidate what their SQL says: an INSERT, its rows only.
+    let before = c.loads();
+    c.cache
+        .execute(&format!(
+            "INSERT INTO {t} (id, category, author_id, title) VALUES ($1, $2, $3, $4)"
+        ))
+        .bind(5_i64)
+        .bind(2_i64)
+        .bind(2_i64)
+        .bind("five")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(fetch_list(2).await.len(), 3, "category 2 sees the insert");
+    assert_eq!(fetch_list(1).await[0].title, "uno");
+    assert_eq!(c.loads(), before + 1, "category 1 stayed cached");
+    // An UPDATE's old rows are not in its SQL: the whole table.
+    c.cache
+        .execute(&format!("UPDATE {t} SET title = 'eins' WHERE id = $1"))
+        .bind(1_i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(fetch_list(1).await[0].title, "eins");
+    assert_eq!(fetch_list(2).await.len(), 3);
+    assert_eq!(c.loads(), before + 3, "both categories reloaded");
+    let new = Article {
+        title: "eins".into(),
+        ..new.clone()
+    };
+
     // Inside a transaction's scope: its own write is seen at once.
     let scope = c.cache.atomic();
     let newer = Article {
-        title: "eins".into(),
+        title: "un".into(),
         ..new.clone()
     };
     scope.on_update(&t, &new, &newer).await.unwrap();

@@ -42,7 +42,7 @@ pub use cached_as::AsyncCachedAs;
 #[cfg(feature = "tokio")]
 pub use prepared::AsyncPrepared;
 #[cfg(feature = "sqlx")]
-pub use query::{QueryAs, QueryScalar, SqlParam};
+pub use query::{Execute, QueryAs, QueryScalar, SqlParam};
 #[cfg(feature = "tokio")]
 pub use scope::AsyncScope;
 #[cfg(feature = "tokio")]

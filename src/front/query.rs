@@ -23,8 +23,12 @@
 //!
 //! A statement that cannot be cached ([`NotCached`](crate::sql::NotCached)) runs straight
 //! against the database, and [`Event::NotCached`](crate::Event::NotCached) says why.
-//! Writes are not seen here: invalidate them with the `on_*` calls, or let the change
-//! stream (`postgres-cdc`) do it.
+//! Writes through [`execute`](AsyncCache::execute) invalidate what their SQL says they
+//! change, never less: the inserted rows of an `INSERT … VALUES`, the whole written table
+//! otherwise, everything for SQL it cannot read ([`WriteShape`]). Through a scope, the
+//! invalidation waits for the scope's commit. Triggers and cascades write tables the SQL
+//! does not name; the change stream (`postgres-cdc`) sees those too, with exact rows and no
+//! call at all.
 
 use std::marker::PhantomData;
 
@@ -38,7 +42,7 @@ use crate::codec::Codec;
 use crate::error::LoadError;
 use crate::event::Event;
 use crate::profile::Op;
-use crate::sql::{Param, Shape};
+use crate::sql::{Param, Shape, WriteShape};
 use crate::value::Value;
 
 /// A value that can be bound to a query: sqlx encodes it, the cache records it.
@@ -279,6 +283,96 @@ where
     }
 }
 
+/// A write statement, from [`AsyncCache::execute`] or [`AsyncScope::execute`]: `bind` its
+/// values, then `execute`.
+#[must_use = "a statement does nothing until it is executed"]
+pub struct Execute<'c, 'q, C: Codec> {
+    bound: Bound<'c, 'q, C>,
+}
+
+impl<'c, 'q, C: Codec> Execute<'c, 'q, C> {
+    /// Binds the next placeholder's value (`$1`, then `$2`, …).
+    pub fn bind<T>(mut self, value: T) -> Self
+    where
+        T: SqlParam + 'q + Encode<'q, Postgres> + Type<Postgres>,
+    {
+        self.bound.bind(value);
+        self
+    }
+
+    /// Runs the statement, then invalidates what it may have changed (through a scope: at
+    /// the scope's commit). A scope refuses, before running it, a statement whose effects
+    /// cannot be told from its SQL.
+    pub async fn execute<'e, E>(
+        self,
+        executor: E,
+    ) -> Result<sqlx::postgres::PgQueryResult, LoadError<sqlx::Error>>
+    where
+        E: 'e + Executor<'e, Database = Postgres>,
+        'q: 'e,
+    {
+        let Bound {
+            via,
+            sql,
+            args,
+            params,
+            bind_error,
+        } = self.bound;
+        if let Some(e) = bind_error {
+            return Err(LoadError::Loader(sqlx::Error::Encode(e)));
+        }
+        let writes = WriteShape::parse(sql).writes(&params);
+        if writes.everything && matches!(via, Via::Scope(_)) {
+            return Err(LoadError::Cache(crate::Error::Scope(format!(
+                "what {sql:?} writes cannot be told from its SQL: run it outside the scope \
+                 and invalidate by hand, or let the change stream invalidate"
+            ))));
+        }
+        let done = sqlx::query_with(sql, args)
+            .execute(executor)
+            .await
+            .map_err(LoadError::Loader)?;
+        let invalidated = match via {
+            Via::Cache(c) => {
+                if writes.everything {
+                    c.invalidate_all().await
+                } else {
+                    apply_to_cache(c, writes).await
+                }
+            }
+            Via::Scope(s) => apply_to_scope(s, writes).await,
+        };
+        invalidated.map_err(LoadError::Cache)?;
+        Ok(done)
+    }
+}
+
+async fn apply_to_cache<C: Codec>(
+    c: &AsyncCache<C>,
+    writes: crate::sql::Writes,
+) -> Result<(), crate::Error> {
+    for (table, rows) in writes.rows {
+        c.invalidate_rows(&table, rows).await?;
+    }
+    for table in writes.tables {
+        c.invalidate_model(&table).await?;
+    }
+    Ok(())
+}
+
+async fn apply_to_scope<C: Codec>(
+    s: &AsyncScope<C>,
+    writes: crate::sql::Writes,
+) -> Result<(), crate::Error> {
+    for (table, rows) in writes.rows {
+        s.invalidate_rows(&table, rows).await?;
+    }
+    for table in writes.tables {
+        s.invalidate_model(&table).await?;
+    }
+    Ok(())
+}
+
 /// The entry points, on both async handles.
 macro_rules! entry_points {
     ($Handle:ident, $via:ident) => {
@@ -289,6 +383,14 @@ macro_rules! entry_points {
                 QueryAs {
                     bound: Bound::new(Via::$via(self), sql),
                     row: PhantomData,
+                }
+            }
+
+            /// A write statement that invalidates what it changes (see
+            /// [`Execute`](crate::Execute)).
+            pub fn execute<'c, 'q>(&'c self, sql: &'q str) -> Execute<'c, 'q, C> {
+                Execute {
+                    bound: Bound::new(Via::$via(self), sql),
                 }
             }
 

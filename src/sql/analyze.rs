@@ -237,7 +237,7 @@ fn cte_names(query: &Query) -> BTreeSet<String> {
 }
 
 /// PostgreSQL folds unquoted identifiers to lower case.
-fn ident(i: &Ident) -> String {
+pub(super) fn ident(i: &Ident) -> String {
     match i.quote_style {
         Some(_) => i.value.clone(),
         None => i.value.to_lowercase(),
@@ -497,7 +497,7 @@ impl Scope {
 /// time or a UUID: PostgreSQL casts `'1'` to the column's type, so `category = '1'` must
 /// match the integer 1. Strings with a digit (and `t`/`f`/`true`/`false`/`yes`/`no`/`on`/
 /// `off`) are not taken as text, which widens the condition.
-fn arg(e: &Expr) -> Option<Arg> {
+pub(super) fn arg(e: &Expr) -> Option<Arg> {
     match e {
         Expr::Nested(inner) => arg(inner),
         Expr::Cast { expr, .. } => match &**expr {

@@ -31,6 +31,7 @@
 
 mod analyze;
 mod template;
+mod write;
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ use crate::profile::Op;
 use crate::read::Read;
 use analyze::Analysis;
 pub use template::Param;
+pub use write::{WriteShape, Writes};
 
 /// Why a statement is not cached (it runs against the database every time).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -322,3 +322,101 @@ fn every_parameter_is_in_the_key_and_missing_ones_are_an_error() {
         &Shape::cached("SELECT * FROM article")
     ));
 }
+
+mod writes {
+    use super::super::{Param, WriteShape, Writes};
+    use crate::row::Row;
+
+    fn writes(sql: &str, params: &[Param]) -> Writes {
+        WriteShape::parse(sql).writes(params)
+    }
+
+    fn tables(ts: &[&str]) -> Writes {
+        Writes {
+            tables: ts.iter().map(|t| t.to_string()).collect(),
+            ..Writes::default()
+        }
+    }
+
+    #[test]
+    fn inserted_values_are_row_images() {
+        let w = writes(
+            "INSERT INTO article (id, category, title) VALUES (1, $1, 'x'), ($2, 3, DEFAULT)",
+            &[Param::from(7), Param::from(2)],
+        );
+        let rows = vec![
+            Row::new()
+                .with("id", 1)
+                .with("category", 7)
+                .with("title", "x"),
+            // DEFAULT is unknown: left out, so schemes needing `title` widen.
+            Row::new().with("id", 2).with("category", 3),
+        ];
+        assert_eq!(w.rows, vec![("article".to_string(), rows)]);
+        assert!(w.tables.is_empty() && !w.everything);
+        // ON CONFLICT DO NOTHING inserts or not: the images hold.
+        let w = writes(
+            "INSERT INTO article (id) VALUES (1) ON CONFLICT DO NOTHING",
+            &[],
+        );
+        assert_eq!(w.rows.len(), 1);
+    }
+
+    #[test]
+    fn other_writes_are_whole_tables() {
+        assert_eq!(
+            writes("UPDATE article SET title = 'x' WHERE id = 1", &[]),
+            tables(&["article"])
+        );
+        assert_eq!(
+            writes("DELETE FROM blog.article WHERE id = 1", &[]),
+            tables(&["blog.article"])
+        );
+        assert_eq!(
+            writes("INSERT INTO article SELECT * FROM draft", &[]),
+            tables(&["article"])
+        );
+        assert_eq!(
+            writes("INSERT INTO article VALUES (1, 2)", &[]),
+            tables(&["article"])
+        );
+        assert_eq!(
+            writes(
+                "INSERT INTO article (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET title = 'y'",
+                &[]
+            ),
+            tables(&["article"])
+        );
+        assert_eq!(
+            writes(
+                "WITH gone AS (DELETE FROM draft RETURNING id) INSERT INTO article (id) SELECT id FROM gone",
+                &[]
+            ),
+            tables(&["draft", "article"])
+        );
+        assert_eq!(
+            writes("TRUNCATE article, author", &[]),
+            tables(&["article", "author"])
+        );
+    }
+
+    #[test]
+    fn reads_and_transaction_control_change_nothing_and_the_unknown_everything() {
+        for sql in [
+            "SELECT count(*) FROM article",
+            "BEGIN",
+            "COMMIT",
+            "SET search_path = x",
+        ] {
+            assert_eq!(writes(sql, &[]), Writes::default(), "{sql}");
+        }
+        for sql in [
+            "SELECT archive_old_articles()",
+            "DROP TABLE article",
+            "CALL purge()",
+            "not sql at all",
+        ] {
+            assert!(writes(sql, &[]).everything, "{sql}");
+        }
+    }
+}
