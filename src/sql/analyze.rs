@@ -127,16 +127,18 @@ fn analyze_statements(mut statements: Vec<Statement>) -> Result<Analysis, NotCac
             }
         }
     }
-    // The rest of the tables, whole.
+    // The rest of the tables, whole. (The root is always a dependency: no mention needed.)
     for t in &tables {
-        if !scope.tables.iter().any(|(_, s)| s == t) {
+        if *t != root && !scope.tables.iter().any(|(_, s)| s == t) {
             parts.push(CondT::Other(field_table(t, &root)));
         }
     }
     // Every scope table is named once more, so one that no condition names is still a
     // dependency (a conjunct "any row" leaves the others' terms as they are).
     for (_, t) in &scope.tables {
-        parts.push(CondT::Other(field_table(t, &root)));
+        if *t != root {
+            parts.push(CondT::Other(field_table(t, &root)));
+        }
     }
     Ok(Analysis {
         root,

@@ -108,6 +108,27 @@ impl Shape {
 
     /// The analysis of `sql`, memoised per SQL text (bounded: the 4,096 most recent).
     pub fn cached(sql: &str) -> Arc<Shape> {
+        // The few statements this thread used last, compared by text: cheaper than hashing
+        // it into the shared map (a hot call site asks for the same SQL again and again).
+        thread_local! {
+            static RECENT: std::cell::RefCell<Vec<Arc<Shape>>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        if let Some(hit) = RECENT.with(|r| r.borrow().iter().find(|s| s.sql == sql).cloned()) {
+            return hit;
+        }
+        let shape = Self::shared(sql);
+        RECENT.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.len() == 8 {
+                r.remove(0);
+            }
+            r.push(shape.clone());
+        });
+        shape
+    }
+
+    /// The process-wide memo behind [`cached`](Shape::cached).
+    fn shared(sql: &str) -> Arc<Shape> {
         static SHAPES: std::sync::OnceLock<moka::sync::Cache<String, Arc<Shape>>> =
             std::sync::OnceLock::new();
         let shapes = SHAPES.get_or_init(|| moka::sync::Cache::new(4096));
