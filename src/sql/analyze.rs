@@ -70,6 +70,137 @@ const VOLATILE: &[&str] = &[
     "pg_sleep",
 ];
 
+/// Built-in functions that read nothing but their arguments (and aggregates, window and
+/// set-returning built-ins that do the same). Any other function may read tables the SQL
+/// does not name (a user function, `pg_*` catalog functions): a read calling one is not
+/// cached.
+const KNOWN: &[&str] = &[
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "octet_length",
+    "abs",
+    "round",
+    "floor",
+    "ceil",
+    "ceiling",
+    "trunc",
+    "mod",
+    "power",
+    "sqrt",
+    "sign",
+    "exp",
+    "ln",
+    "log",
+    "concat",
+    "concat_ws",
+    "substring",
+    "substr",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "replace",
+    "split_part",
+    "left",
+    "right",
+    "position",
+    "strpos",
+    "starts_with",
+    "md5",
+    "to_char",
+    "to_number",
+    "to_date",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "array_agg",
+    "string_agg",
+    "json_agg",
+    "jsonb_agg",
+    "json_build_object",
+    "jsonb_build_object",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
+    "bool_and",
+    "bool_or",
+    "every",
+    "array_length",
+    "cardinality",
+    "format",
+    "lpad",
+    "rpad",
+    "initcap",
+    "reverse",
+    "repeat",
+    "unnest",
+    "generate_series",
+    "json_array_elements",
+    "jsonb_array_elements",
+    "stddev",
+    "variance",
+    "bit_and",
+    "bit_or",
+];
+
+/// Refuses table functions other than the known built-ins, and other non-table relations
+/// whose reads the SQL does not name.
+struct Relations(Option<NotCached>);
+
+impl ast::Visitor for Relations {
+    type Break = ();
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+        let unknown = match t {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } => {
+                let f = name
+                    .0
+                    .last()
+                    .and_then(ObjectNamePart::as_ident)
+                    .map(|i| i.value.to_lowercase())
+                    .unwrap_or_default();
+                (!KNOWN.contains(&f.as_str())).then_some(f)
+            }
+            TableFactor::Table { .. }
+            | TableFactor::Derived { .. }
+            | TableFactor::NestedJoin { .. }
+            | TableFactor::UNNEST { .. } => None,
+            other => Some(other.to_string()),
+        };
+        match unknown {
+            Some(f) => {
+                self.0 = Some(NotCached::UnknownFunction(f));
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
+        }
+    }
+}
+
 /// Analyses one statement (PostgreSQL's dialect); also says the highest `$n` it uses.
 pub(crate) fn analyze(sql: &str) -> (Result<Analysis, NotCached>, usize) {
     let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
@@ -167,10 +298,19 @@ fn refuse_volatile(statement: &Statement) -> Result<(), NotCached> {
                 found = Some(NotCached::Volatile(name));
                 return ControlFlow::Break(());
             }
+            if !KNOWN.contains(&name.as_str()) {
+                found = Some(NotCached::UnknownFunction(name));
+                return ControlFlow::Break(());
+            }
         }
         ControlFlow::Continue(())
     });
     if let Some(why) = found {
+        return Err(why);
+    }
+    let mut relations = Relations(None);
+    let _ = ast::Visit::visit(statement, &mut relations);
+    if let Some(why) = relations.0 {
         return Err(why);
     }
     let mut nested_write = false;

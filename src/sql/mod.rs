@@ -20,7 +20,11 @@
 //! `col = ANY($n)` (an array parameter), `col IS [NOT] NULL`, under `AND`, `OR` and `NOT`,
 //! and inner joins (`a.author_id = b.id AND b.name = $1` depends on `b.name` and on `a`'s
 //! rows). Volatile statements (`now()`, `random()`, `nextval`, `FOR UPDATE`, a write in a
-//! CTE) are not cached ([`NotCached`]).
+//! CTE) are not cached ([`NotCached`]), nor are reads calling a function other than the
+//! built-ins known to read only their arguments (a user function may read any table).
+//!
+//! **A view is a table here**: the analysis cannot see what a view reads. Report writes to
+//! its base tables under the view's name too, or do not read views through this front.
 //!
 //! Table names are the cache's names: `table` for PostgreSQL's `public` schema (or an
 //! unqualified name), `schema.table` otherwise, the names the change stream
@@ -57,6 +61,10 @@ pub enum NotCached {
     /// A volatile function: its result changes from one call to the next.
     #[error("the query calls the volatile function {0}()")]
     Volatile(String),
+    /// A function other than the built-ins known to read only their arguments: it may read
+    /// tables the SQL does not name.
+    #[error("the query calls {0}(), which may read tables its SQL does not name")]
+    UnknownFunction(String),
     /// `FOR UPDATE` / `FOR SHARE`: the read takes row locks in its transaction.
     #[error("the query locks rows (FOR UPDATE / FOR SHARE)")]
     Locking,
