@@ -104,9 +104,13 @@ fn nap(d: Duration, stop: &AtomicBool) {
     }
 }
 
+/// Keys of 1 KiB written before each `maxmemory` fault.
+const BALLAST: u64 = 2000;
+
 /// The fault injector's handles.
 struct Injector {
     url: String,
+    prefix: String,
     server: Option<Server>,
     proxy: Option<Arc<Proxy>>,
 }
@@ -187,11 +191,24 @@ impl Injector {
                 .query(c)
                 .map_err(|e| e.to_string())
         };
+        // Ballast: evictable keys (with a TTL, so `volatile-*` may take them too) that make
+        // up most of the data, so that a limit half-way through them evicts some of the
+        // cache's keys, not all of them.
+        let mut pipe = redis::pipe();
+        let blob = vec![b'x'; 1024];
+        for i in 0..BALLAST {
+            pipe.cmd("SET")
+                .arg(format!("{}ballast:{i}", self.prefix))
+                .arg(&blob)
+                .arg("PX")
+                .arg(600_000)
+                .ignore();
+        }
+        pipe.query::<()>(&mut c).map_err(|e| e.to_string())?;
         let old_policy = get(&mut c, "maxmemory-policy")?;
         let old_max = get(&mut c, "maxmemory")?;
         let mem = info(&mut c, "memory")?;
         let used = info_field(&mem, "used_memory").unwrap_or(0);
-        let dataset = info_field(&mem, "used_memory_dataset").unwrap_or(0);
         let evicted = |c: &mut redis::Connection| {
             info(c, "stats")
                 .ok()
@@ -199,7 +216,7 @@ impl Injector {
                 .unwrap_or(0)
         };
         let before = evicted(&mut c);
-        let target = used.saturating_sub(dataset / 2).max(1);
+        let target = used.saturating_sub(BALLAST * 1024 / 2).max(1);
         q(
             &mut c,
             redis::cmd("CONFIG").arg(&["SET", "maxmemory-policy", policy]),
@@ -404,6 +421,7 @@ pub fn run(mut o: Opts) -> Result<bool, String> {
         let (stop, faults, every) = (stop.clone(), o.faults.clone(), o.fault_every);
         let mut inj = Injector {
             url: cache.url(),
+            prefix: o.cache_prefix.clone(),
             server,
             proxy: proxy.clone(),
         };
