@@ -43,3 +43,130 @@ fn run(args: &[&str]) -> Output {
     );
     out
 }
+
+/// The checker runs many processes: one run at a time, so that runs do not slow each other
+/// down past the cache's timeouts.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Faults during which every invalidation still reaches Redis (a `DEBUG SLEEP` shorter than
+/// the I/O timeout, a flush, eviction of keys with a TTL, a full memory that refuses
+/// writes): a write counts as finished as soon as its `on_update` returned Ok.
+#[test]
+fn no_stale_read_under_sleep_flush_and_volatile_eviction() {
+    let _one = serial();
+    let out = run(&[
+        "--spawn-redis",
+        "--duration",
+        "10s",
+        "--fault-every",
+        "700ms",
+        "--io-timeout",
+        "1s",
+        "--faults",
+        "sleep,flushdb,maxmemory:volatile-lru,maxmemory:volatile-ttl,maxmemory:noeviction",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stale reads or failure:\n{text}"
+    );
+    assert!(text.contains("verdict: OK"), "{text}");
+    for f in ["sleep", "flushdb", "maxmemory:volatile-lru"] {
+        assert!(
+            text.contains(&format!("  {f} ")),
+            "{f} was not injected:\n{text}"
+        );
+    }
+}
+
+/// Faults that make a writer's invalidation fail while Redis keeps (or, after a restart,
+/// soon has again) entries it would kill: the writer queues it and, degrading, returns Ok;
+/// other processes may serve those entries until the writer replays its queue (DESIGN.md,
+/// "core/: the gateway"). So here a write counts as finished once its invalidation reached
+/// Redis (`--finished delivered`).
+#[test]
+fn no_stale_read_after_delivered_invalidations_under_restarts_stops_kills_and_the_proxy() {
+    let _one = serial();
+    let out = run(&[
+        "--spawn-redis",
+        "--duration",
+        "11s",
+        "--fault-every",
+        "600ms",
+        "--finished",
+        "delivered",
+        "--faults",
+        "restart,stop,kill-clients,proxy-drop,proxy-stall",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stale reads or failure:\n{text}"
+    );
+    for f in [
+        "restart",
+        "stop",
+        "kill-clients",
+        "proxy-drop",
+        "proxy-stall",
+    ] {
+        assert!(
+            text.contains(&format!("  {f} ")),
+            "{f} was not injected:\n{text}"
+        );
+    }
+}
+
+/// Writers that skip one invalidation in five (and record those writes as finished): the
+/// checker must see stale reads and exit with status 1.
+#[test]
+fn skipped_invalidations_are_found() {
+    let _one = serial();
+    let out = run(&[
+        "--spawn-redis",
+        "--duration",
+        "4s",
+        "--tiers",
+        "shared,strict",
+        "--break-invalidation",
+        "5",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "expected stale reads:\n{text}");
+    assert!(text.contains("verdict: FAIL"), "{text}");
+    assert!(text.contains("first stale reads:"), "{text}");
+}
+
+/// Bad input is an error with exit status 2, never a panic.
+#[test]
+fn bad_options_are_refused() {
+    let _one = serial();
+    for args in [
+        &["--faults", "nope", "--spawn-redis"][..],
+        &["--duration", "soon", "--spawn-redis"][..],
+        &[
+            "--redis",
+            "http://x",
+            "--truth-url",
+            "redis://127.0.0.1:1/1",
+        ][..],
+        &[][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{args:?}"
+        );
+    }
+}
