@@ -100,7 +100,7 @@ fn info_field(info: &str, field: &str) -> Option<u64> {
 fn nap(d: Duration, stop: &AtomicBool) {
     let end = Instant::now() + d;
     while !stop.load(Ordering::SeqCst) && Instant::now() < end {
-        thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
+        thread::sleep(Duration::from_millis(10).min(end.saturating_duration_since(Instant::now())));
     }
 }
 
@@ -225,7 +225,25 @@ impl Injector {
             &mut c,
             redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(target),
         )?;
-        nap(Duration::from_millis(1500), stop);
+        // Keep up the pressure: fresh ballast every 100 ms evicts a few keys at a time, over
+        // and over, rather than once.
+        let hold = Instant::now();
+        let mut next = BALLAST;
+        while !stop.load(Ordering::SeqCst) && hold.elapsed() < Duration::from_millis(1500) {
+            nap(Duration::from_millis(100), stop);
+            let mut pipe = redis::pipe();
+            for i in next..next + BALLAST / 10 {
+                pipe.cmd("SET")
+                    .arg(format!("{}ballast:{i}", self.prefix))
+                    .arg(&blob)
+                    .arg("PX")
+                    .arg(600_000)
+                    .ignore();
+            }
+            next += BALLAST / 10;
+            // Refused under noeviction: that is the fault.
+            let _ = pipe.query::<()>(&mut c);
+        }
         // Undo on a fresh connection (this one may have been refused under noeviction).
         let mut c = admin(&self.url)?;
         q(
@@ -502,7 +520,10 @@ pub fn run(mut o: Opts) -> Result<bool, String> {
 
     // Clean up: the cache's keys of this run (scheme sets have no TTL) and the truth's.
     cleanup(&cache.url(), &o.cache_prefix);
-    let _ = t.clear();
+    // Twice: a fault may have closed this connection (the first call then reopens it).
+    if t.clear().is_err() {
+        let _ = t.clear();
+    }
     drop(server);
     drop(truth_server);
 
@@ -655,19 +676,21 @@ fn print_report(
         total.stale_returned
     };
     if total.stale_returned > 0 {
-        let mut by_fault: BTreeMap<String, u64> = BTreeMap::new();
-        for &t in &total.stale_times {
+        let mut by_fault: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for &(t, delivered) in &total.stale_times {
             let last = injected
                 .iter()
                 .rev()
                 .find(|f| f.start_ms <= t)
                 .map(|f| format!("after {}", f.name))
                 .unwrap_or_else(|| "before any fault".into());
-            *by_fault.entry(last).or_default() += 1;
+            let e = by_fault.entry(last).or_default();
+            e.0 += 1;
+            e.1 += u64::from(delivered);
         }
-        println!("stale reads (returned) by the last fault before them:");
-        for (f, n) in &by_fault {
-            println!("  {f:<34} {n}");
+        println!("stale reads by the last fault before them (returned / delivered):");
+        for (f, (n, d)) in &by_fault {
+            println!("  {f:<34} {n} / {d}");
         }
         println!("first stale reads:");
         let mut samples = Vec::new();

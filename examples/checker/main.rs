@@ -346,8 +346,8 @@ fn parse(args: &[String]) -> Result<Option<Opts>, String> {
     if o.tiers.is_empty() || o.fronts.is_empty() {
         return Err("--tiers and --fronts need at least one entry".into());
     }
-    if o.rows == 0 || o.categories == 0 || o.threads == 0 {
-        return Err("--rows, --categories and --threads must be at least 1".into());
+    if o.rows == 0 || o.categories == 0 || o.threads == 0 || o.readers == 0 {
+        return Err("--rows, --categories, --threads and --readers must be at least 1".into());
     }
     if o.io_timeout_ms == 0 || o.heartbeat_ms == 0 {
         return Err("--io-timeout and --heartbeat must be positive".into());

@@ -96,8 +96,9 @@ pub struct Report {
     pub stale_delivered: u64,
     /// The first stale reads, with details.
     pub samples: Vec<Stale>,
-    /// Start times (ms since the epoch) of the stale reads, up to a bound.
-    pub stale_times: Vec<u64>,
+    /// Start times (ms since the epoch) of the stale reads, up to a bound, each with
+    /// whether it was also older than a delivered write.
+    pub stale_times: Vec<(u64, bool)>,
     /// Reads whose watermark could not be checked (truth unavailable).
     pub unchecked: u64,
     /// Writes whose invalidation reached Redis.

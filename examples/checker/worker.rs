@@ -185,7 +185,10 @@ fn reader(o: &Opts) -> Result<Report, String> {
                     let now = Instant::now();
                     if let Ok(mut h) = h.lock() {
                         h.push_back((now, Arc::new(w)));
-                        while h.len() > 2 && now - h[1].0 > slack + Duration::from_secs(1) {
+                        while h.len() > 2
+                            && now.saturating_duration_since(h[1].0)
+                                > slack + Duration::from_secs(1)
+                        {
                             h.pop_front();
                         }
                     }
@@ -271,7 +274,7 @@ fn read_loop(
                 history.lock().ok().and_then(|h| {
                     h.iter()
                         .rev()
-                        .find(|(t, _)| now.duration_since(*t) >= *slack)
+                        .find(|(t, _)| now.saturating_duration_since(*t) >= *slack)
                         .and_then(|(_, w)| w.get(index as usize).copied())
                 })
             }
@@ -318,7 +321,7 @@ fn read_loop(
                         });
                     }
                     if r.stale_times.len() < TIMES {
-                        r.stale_times.push(at);
+                        r.stale_times.push((at, v < delivered));
                     }
                 }
             }
