@@ -151,6 +151,11 @@ impl Injector {
                 self.cmd::<()>(&mut redis::cmd("FLUSHDB"))?;
                 Ok(String::new())
             }
+            "evict-persistent" => {
+                let mut c = admin(&self.url)?;
+                let n = evict_persistent(&mut c, &self.prefix).map_err(|e| e.to_string())?;
+                Ok(format!("{n} keys"))
+            }
             "proxy-drop" => {
                 let p = self.proxy.as_ref().ok_or("no proxy")?;
                 Ok(format!("{} connections", p.drop_all()))
@@ -534,6 +539,43 @@ pub fn run(mut o: Opts) -> Result<bool, String> {
         return Err(failed.join("; "));
     }
     Ok(ok)
+}
+
+/// Deletes this run's cache keys that have no TTL, as an `allkeys-*` policy may evict them
+/// (a `volatile-*` one never does). Returns how many.
+fn evict_persistent(c: &mut redis::Connection, prefix: &str) -> redis::RedisResult<usize> {
+    let mut cursor = 0u64;
+    let mut n = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query(c)?;
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("PTTL").arg(k);
+            }
+            let ttls: Vec<i64> = pipe.query(c)?;
+            let persistent: Vec<&String> = keys
+                .iter()
+                .zip(ttls)
+                .filter(|(_, t)| *t == -1)
+                .map(|(k, _)| k)
+                .collect();
+            if !persistent.is_empty() {
+                redis::cmd("UNLINK").arg(&persistent).query::<()>(c)?;
+                n += persistent.len();
+            }
+        }
+        if next == 0 {
+            return Ok(n);
+        }
+        cursor = next;
+    }
 }
 
 fn cleanup(url: &str, prefix: &str) {

@@ -63,6 +63,8 @@ FAULTS:
                            kill-clients   CLIENT KILL of pub/sub (tracking) and normal clients
                            sleep          DEBUG SLEEP 0.2
                            flushdb        FLUSHDB of the cache's database
+                           evict-persistent  delete the run's cache keys that have no
+                                          TTL, as allkeys-* eviction may
                            proxy-drop     the proxy closes every connection
                            proxy-stall    the proxy holds every byte for 0.5 s
                            maxmemory:P    maxmemory below the data for 1.5 s with policy P:
@@ -160,6 +162,7 @@ pub const FAULTS: &[&str] = &[
     "kill-clients",
     "sleep",
     "flushdb",
+    "evict-persistent",
     "proxy-drop",
     "proxy-stall",
 ];
