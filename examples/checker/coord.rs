@@ -18,9 +18,13 @@ use crate::Opts;
 /// A `redis://` URL taken apart.
 #[derive(Debug, Clone)]
 struct Url {
+    /// `user:password@`, or empty.
     auth: String,
+    /// Host name or address.
     host: String,
+    /// TCP port.
     port: u16,
+    /// Database number.
     db: u32,
 }
 
@@ -69,14 +73,19 @@ impl Url {
 
 /// One injected fault.
 struct Injected {
+    /// The fault's name (`stop`, `maxmemory:allkeys-lru`, …).
     name: String,
+    /// When it began, ms since the epoch.
     start_ms: u64,
+    /// What it did (connections dropped, keys evicted).
     note: String,
 }
 
 /// What the fault thread hands back.
 struct FaultLog {
+    /// Every fault injected, in order.
     injected: Vec<Injected>,
+    /// Faults that could not be injected, and why.
     skipped: BTreeMap<String, String>,
 }
 
@@ -109,9 +118,13 @@ const BALLAST: u64 = 2000;
 
 /// The fault injector's handles.
 struct Injector {
+    /// The cache's Redis, directly (not through the proxy).
     url: String,
+    /// The run's cache key prefix.
     prefix: String,
+    /// The cache's server, when the checker started it.
     server: Option<Server>,
+    /// The proxy, when there is one.
     proxy: Option<Arc<Proxy>>,
 }
 
@@ -266,8 +279,11 @@ impl Injector {
 
 /// A worker process and the thread reading its report.
 struct Worker {
+    /// The process.
     child: Child,
+    /// The thread collecting its stdout (its report).
     out: Option<JoinHandle<String>>,
+    /// A reader (the run ends when every reader is done, with `--ops`).
     reader: bool,
 }
 

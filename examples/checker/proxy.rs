@@ -12,7 +12,9 @@ use std::time::Duration;
 pub struct Proxy {
     /// The port workers connect to.
     pub port: u16,
+    /// True while every byte is held.
     stalled: Arc<AtomicBool>,
+    /// Both sockets of every connection, to close them all at once.
     conns: Arc<Mutex<Vec<TcpStream>>>,
 }
 

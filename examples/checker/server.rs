@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 pub struct Server {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// redis-server's process id (for signals).
     pid: u32,
+    /// The shell wrapper that stops it when its stdin closes.
     wrapper: Child,
+    /// Our end of the wrapper's stdin.
     stdin: Option<ChildStdin>,
 }
 

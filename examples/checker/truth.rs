@@ -114,12 +114,19 @@ impl Script {
 
 /// A connection to the truth, with the scripts.
 pub struct Truth {
+    /// Where the truth is.
     url: String,
+    /// The connection, `None` after a failure until the next call reopens it.
     conn: Option<Connection>,
+    /// The run's truth prefix.
     prefix: String,
+    /// Applies a write and bumps the versions it concerns.
     write: Script,
+    /// A category's rows and the list's version.
     list: Script,
+    /// A category's flagged count and its version.
     count: Script,
+    /// Raises watermarks (never lowers them).
     raise: Script,
 }
 

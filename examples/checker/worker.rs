@@ -120,7 +120,9 @@ fn kind(e: &Error) -> String {
 
 /// The front end a reader uses.
 enum Front {
+    /// `Cache`, called from the reader's threads.
     Blocking(Cache),
+    /// `AsyncCache`, each read driven from a reader thread by the runtime's handle.
     Async(stampcache::AsyncCache, tokio::runtime::Handle),
 }
 
