@@ -58,19 +58,21 @@ WORKLOAD:
 
 FAULTS:
   --faults LIST          comma-separated, or `all`, or `none` (default none):
-                           restart        stop and restart redis-server (data lost)
-                           stop           SIGSTOP for 0.6 s, then SIGCONT
-                           kill-clients   CLIENT KILL of pub/sub (tracking) and normal clients
-                           sleep          DEBUG SLEEP 0.2
-                           flushdb        FLUSHDB of the cache's database
-                           evict-persistent  delete the run's cache keys that have no
-                                          TTL, as allkeys-* eviction may
-                           proxy-drop     the proxy closes every connection
-                           proxy-stall    the proxy holds every byte for 0.5 s
-                           maxmemory:P    maxmemory below the data for 1.5 s with policy P:
-                                          allkeys-lru, allkeys-lfu, allkeys-random,
-                                          volatile-lru, volatile-lfu, volatile-random,
-                                          volatile-ttl, noeviction; `maxmemory` means all
+                           restart           stop and restart redis-server (data lost)
+                           stop              SIGSTOP for 0.6 s, then SIGCONT
+                           kill-clients      CLIENT KILL of every pub/sub (tracking) and
+                                             normal client of the server but ours
+                           sleep             DEBUG SLEEP 0.2
+                           flushdb           FLUSHDB of the cache's database
+                           evict-persistent  delete the run's cache keys that have no TTL,
+                                             as allkeys-* eviction may
+                           proxy-drop        the proxy closes every connection
+                           proxy-stall       the proxy holds every byte for 0.5 s
+                           maxmemory:P       maxmemory below the data for 1.5 s (2 MB of
+                                             ballast keys with a TTL first) with policy P:
+                                             allkeys-lru, allkeys-lfu, allkeys-random,
+                                             volatile-lru, volatile-lfu, volatile-random,
+                                             volatile-ttl, noeviction; `maxmemory`: all 8
   --fault-every D        pause between faults (default 1s)
   --proxy                route workers through the proxy even without proxy faults
 
