@@ -56,6 +56,16 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The number of reads a passing run checked ("no stale read in N reads"), so that a run
+/// that read nothing cannot pass.
+fn reads(text: &str) -> u64 {
+    text.split("no stale read in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Faults during which every invalidation still reaches Redis (a `DEBUG SLEEP` shorter than
 /// the I/O timeout, a flush, eviction of keys with a TTL, a full memory that refuses
 /// writes): a write counts as finished as soon as its `on_update` returned Ok.
@@ -80,6 +90,7 @@ fn no_stale_read_under_sleep_flush_and_volatile_eviction() {
         "stale reads or failure:\n{text}"
     );
     assert!(text.contains("verdict: OK"), "{text}");
+    assert!(reads(&text) >= 1000, "too few reads:\n{text}");
     for f in ["sleep", "flushdb", "maxmemory:volatile-lru"] {
         assert!(
             text.contains(&format!("  {f} ")),
@@ -113,6 +124,7 @@ fn no_stale_read_after_delivered_invalidations_under_restarts_stops_kills_and_th
         Some(0),
         "stale reads or failure:\n{text}"
     );
+    assert!(reads(&text) >= 1000, "too few reads:\n{text}");
     for f in [
         "restart",
         "stop",
