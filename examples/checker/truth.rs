@@ -315,12 +315,15 @@ impl Truth {
         }
     }
 
-    /// Raises the watermarks `<kind>:<key>` (`kind` is `fa` or `fd`) to the versions given.
-    pub fn raise(&mut self, kind: &str, versions: &[(String, u64)]) -> TruthResult<()> {
+    /// Raises the watermarks `<kind>:<key>` of each of `kinds` (`fa`, `fd`) to the versions
+    /// given, in one script (a reader never sees one kind raised without the other).
+    pub fn raise(&mut self, kinds: &[&str], versions: &[(String, u64)]) -> TruthResult<()> {
         self.run("raise", |c, t| {
             let mut cmd = t.raise.call();
-            for (k, v) in versions {
-                cmd.arg(format!("{}{kind}:{k}", t.prefix)).arg(*v);
+            for kind in kinds {
+                for (k, v) in versions {
+                    cmd.arg(format!("{}{kind}:{k}", t.prefix)).arg(*v);
+                }
             }
             cmd.query::<i64>(c).map(drop)
         })

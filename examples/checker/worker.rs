@@ -405,16 +405,16 @@ fn write_loop(o: &Opts, cache: &Cache, mut truth: Truth, seed: u64, done: &Atomi
             Ok(()) => {
                 *r.ops.entry("write".into()).or_default() += 1;
                 r.latency.entry("write".into()).or_default().record(elapsed);
-                let mut raised = truth.raise("fa", &w.versions);
-                if queued {
+                let kinds: &[&str] = if queued {
                     r.writes_queued += 1;
+                    &["fa"]
                 } else {
                     if !skip {
                         r.writes_delivered += 1;
                     }
-                    raised = raised.and_then(|()| truth.raise("fd", &w.versions));
-                }
-                if raised.is_err() {
+                    &["fa", "fd"]
+                };
+                if truth.raise(kinds, &w.versions).is_err() {
                     *r.errors.entry("truth".into()).or_default() += 1;
                 }
             }
