@@ -67,21 +67,24 @@ fn reads(text: &str) -> u64 {
 }
 
 /// Faults during which every invalidation still reaches Redis (a `DEBUG SLEEP` shorter than
-/// the I/O timeout, a flush, eviction of keys with a TTL, a full memory that refuses
-/// writes): a write counts as finished as soon as its `on_update` returned Ok.
+/// the I/O timeout, a flush, eviction under `allkeys-*` and `volatile-*` policies, the loss
+/// of keys without a TTL such as scheme sets, a full memory that refuses writes): a write
+/// counts as finished as soon as its `on_update` returned Ok.
 #[test]
-fn no_stale_read_under_sleep_flush_and_volatile_eviction() {
+fn no_stale_read_under_sleep_flush_and_eviction_of_any_key() {
     let _one = serial();
     let out = run(&[
         "--spawn-redis",
         "--duration",
-        "10s",
+        "12s",
         "--fault-every",
-        "700ms",
+        "600ms",
         "--io-timeout",
         "1s",
         "--faults",
-        "sleep,flushdb,maxmemory:volatile-lru,maxmemory:volatile-ttl,maxmemory:noeviction",
+        "sleep,flushdb,evict-persistent,maxmemory:allkeys-random,maxmemory:allkeys-lru,\
+         maxmemory:volatile-lru,maxmemory:volatile-ttl,maxmemory:noeviction",
+        "--idle-writers",
     ]);
     let text = stdout(&out);
     assert_eq!(
@@ -91,7 +94,13 @@ fn no_stale_read_under_sleep_flush_and_volatile_eviction() {
     );
     assert!(text.contains("verdict: OK"), "{text}");
     assert!(reads(&text) >= 1000, "too few reads:\n{text}");
-    for f in ["sleep", "flushdb", "maxmemory:volatile-lru"] {
+    for f in [
+        "sleep",
+        "flushdb",
+        "evict-persistent",
+        "maxmemory:allkeys-random",
+        "maxmemory:volatile-lru",
+    ] {
         assert!(
             text.contains(&format!("  {f} ")),
             "{f} was not injected:\n{text}"
