@@ -81,6 +81,15 @@ const BINCODE: bincode::config::Configuration<
     bincode::config::Limit<{ 256 << 20 }>,
 > = bincode::config::standard().with_limit::<{ 256 << 20 }>();
 
+/// Decodes with a limit of `LIMIT` bytes claimed (bincode's count of what the value holds).
+#[cfg(feature = "bincode")]
+fn bincode_decode<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, Error> {
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    bincode::serde::decode_from_slice(bytes, config)
+        .map(|(v, _)| v)
+        .map_err(codec_err)
+}
+
 /// bincode 2's format (the crate is unmaintained).
 #[cfg(feature = "bincode")]
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,10 +100,16 @@ impl Codec for Bincode {
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
         bincode::serde::encode_to_vec(value, BINCODE).map_err(codec_err)
     }
+    /// bincode allocates a string's or a byte buffer's whole announced length (up to the
+    /// limit) before reading it, so the limit follows the input: a decoded value claims at
+    /// most 16 bytes per input byte (an `u128` in one varint byte; strings and bytes claim
+    /// one), and a 9-byte input can no longer allocate 256 MiB, at most 1 MiB.
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-        bincode::serde::decode_from_slice(bytes, BINCODE)
-            .map(|(v, _)| v)
-            .map_err(codec_err)
+        match bytes.len() {
+            n if n <= 64 << 10 => bincode_decode::<T, { 1 << 20 }>(bytes),
+            n if n <= 1 << 20 => bincode_decode::<T, { 16 << 20 }>(bytes),
+            _ => bincode_decode::<T, { 256 << 20 }>(bytes),
+        }
     }
 }
 
@@ -153,5 +168,25 @@ mod tests {
     #[test]
     fn bincode_roundtrips_and_rejects_garbage() {
         roundtrip::<Bincode>();
+    }
+
+    /// Found by `fuzz/` (codec_bincode): 9 bytes announcing a 70 MB string made bincode
+    /// allocate it whole before finding the input short. The limit now follows the input.
+    #[cfg(feature = "bincode")]
+    #[test]
+    fn bincode_lengths_past_the_input_do_not_allocate() {
+        let mut bytes = vec![0xfc]; // a varint u32 follows
+        bytes.extend_from_slice(&(100u32 << 20).to_le_bytes());
+        let err = Bincode::decode::<String>(&bytes).unwrap_err().to_string();
+        assert!(err.contains("Limit"), "{err}");
+        // The densest values (16 bytes claimed per input byte) still decode in each tier.
+        for n in [65_000, 1_000_000] {
+            let dense = vec![0u128; n];
+            let bytes = Bincode::encode(&dense).unwrap();
+            assert_eq!(Bincode::decode::<Vec<u128>>(&bytes).unwrap(), dense);
+        }
+        let text = "x".repeat(2 << 20);
+        let bytes = Bincode::encode(&text).unwrap();
+        assert_eq!(Bincode::decode::<String>(&bytes).unwrap(), text);
     }
 }

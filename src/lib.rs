@@ -62,6 +62,9 @@ mod dnf;
 mod error;
 mod event;
 mod front;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod plan;
 mod profile;

@@ -37,20 +37,20 @@
 //! checks and creates the publication and slot, `consumer.rs` runs the stream,
 //! `handle.rs` reports on it.
 
-mod assemble;
-mod conninfo;
+pub(crate) mod assemble;
+pub(crate) mod conninfo;
 mod consumer;
 mod error;
 mod event;
 mod handle;
 mod lsn;
 mod names;
-mod pgoutput;
+pub(crate) mod pgoutput;
 mod relation;
 mod setup;
 mod sink;
 mod tx;
-mod types;
+pub(crate) mod types;
 
 pub use consumer::{Consumer, ConsumerBuilder, SlotKind};
 pub use error::CdcError;

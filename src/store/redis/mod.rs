@@ -15,7 +15,7 @@ mod exec;
 mod lua;
 #[cfg(feature = "tokio")]
 mod mux;
-mod reply;
+pub(crate) mod reply;
 
 use std::sync::Arc;
 use std::time::Duration;

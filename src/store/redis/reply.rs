@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::store::{was_valid_before_deaths, Fetch, HitBytes, Token};
 
 /// Length of the hex SHA-1 that heads every entry.
-pub(super) const CHECKSUM_LEN: usize = 40;
+pub(crate) const CHECKSUM_LEN: usize = 40;
 
 /// A reply that is not what the protocol says it should be.
 pub(super) fn protocol(what: &str, v: &RValue) -> Error {
@@ -16,13 +16,13 @@ pub(super) fn protocol(what: &str, v: &RValue) -> Error {
 }
 
 /// A reply converted to `T`, or a typed error naming the command.
-pub(super) fn typed<T: redis::FromRedisValue>(what: &str, v: RValue) -> Result<T, Error> {
+pub(crate) fn typed<T: redis::FromRedisValue>(what: &str, v: RValue) -> Result<T, Error> {
     let shown = format!("{v:?}");
     redis::from_redis_value(v).map_err(|e| Error::Protocol(format!("{what}: {e} in {shown:.200}")))
 }
 
 /// The checksum of stamp values, as the scripts compute it: SHA-1 hex of them joined by `,`.
-pub(super) fn checksum<'a>(stamps: impl Iterator<Item = &'a [u8]>) -> [u8; CHECKSUM_LEN] {
+pub(crate) fn checksum<'a>(stamps: impl Iterator<Item = &'a [u8]>) -> [u8; CHECKSUM_LEN] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut h = sha1_smol::Sha1::new();
     for (i, s) in stamps.enumerate() {
@@ -41,7 +41,7 @@ pub(super) fn checksum<'a>(stamps: impl Iterator<Item = &'a [u8]>) -> [u8; CHECK
 
 /// Checks the reply of `MGET entry stamps...`: the entry if present and every stamp
 /// matches the checksum it was stored with.
-pub(super) fn parse_hit(v: RValue) -> Result<Option<(HitBytes, Token)>, Error> {
+pub(crate) fn parse_hit(v: RValue) -> Result<Option<(HitBytes, Token)>, Error> {
     let RValue::Array(mut items) = v else {
         return Err(protocol("mget", &v));
     };
@@ -83,7 +83,7 @@ pub(super) fn parse_hit(v: RValue) -> Result<Option<(HitBytes, Token)>, Error> {
 
 /// Checks the reply of `MGET entry stamps... dead...`: a valid hit, a stale one (valid
 /// until stamps died within the grace), or nothing.
-pub(super) fn parse_hit_or_stale(v: RValue, n: usize) -> Result<Option<Fetch>, Error> {
+pub(crate) fn parse_hit_or_stale(v: RValue, n: usize) -> Result<Option<Fetch>, Error> {
     let RValue::Array(mut items) = v else {
         return Err(protocol("mget", &v));
     };
@@ -121,7 +121,7 @@ pub(super) fn parse_hit_or_stale(v: RValue, n: usize) -> Result<Option<Fetch>, E
 }
 
 /// Parses the prepare script's reply.
-pub(super) fn parse_token(v: RValue) -> Result<Token, Error> {
+pub(crate) fn parse_token(v: RValue) -> Result<Token, Error> {
     match v {
         RValue::BulkString(cs) if cs.len() == CHECKSUM_LEN => String::from_utf8(cs)
             .map(Token)

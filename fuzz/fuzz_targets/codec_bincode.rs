@@ -1,0 +1,11 @@
+//! A stored entry's payload (any bytes) decoded by the `Bincode` codec as each type users
+//! cache; what decodes must encode and decode again the same.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use stampcache::codec::Bincode;
+use stampcache_fuzz::decode_as_user_types;
+
+fuzz_target!(|data: &[u8]| {
+    decode_as_user_types::<Bincode>(data);
+});
