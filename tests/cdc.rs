@@ -53,6 +53,7 @@ impl World {
             .create_slot(true)
             .status_interval(Duration::from_millis(100))
             .retry_delays(Duration::from_millis(50), Duration::from_millis(500))
+            .standby_interval(Duration::from_millis(100))
             .on_event(move |e| events.lock().unwrap().push(describe(e)))
             .spawn(self.cache.clone())
             .expect("the consumer starts")
@@ -727,4 +728,54 @@ fn writes_to_partitions_invalidate_reads_of_the_partitioned_table() {
     cat2.read(&w.cache);
     w.write(&consumer, &["INSERT INTO log VALUES (1, 1)"]);
     assert_eq!((cat1.read(&w.cache), cat2.read(&w.cache)), (2, 1));
+}
+
+#[test]
+fn a_second_consumer_on_the_slot_stands_by_and_takes_over_when_the_first_stops() {
+    let w = World::new("twin", ARTICLE);
+    let first = w.consumer("twin", &["article"]);
+    // Returns at once: the setup is fine, another session holds the slot.
+    let second = w.consumer("twin", &["article"]);
+    assert!(
+        matches!(
+            second.status(),
+            Status::Standby {
+                active_pid: Some(_)
+            }
+        ),
+        "{:?}",
+        second.status()
+    );
+    let cat1 = Cached::category("article", 1);
+    let cat2 = Cached::category("article", 2);
+    cat1.read(&w.cache);
+    cat2.read(&w.cache);
+    w.write(&first, &["UPDATE article SET title = 'a' WHERE id = 3"]);
+    assert_eq!(
+        second.applied_lsn(),
+        Lsn::ZERO,
+        "the standby applies nothing"
+    );
+    first.stop();
+    w.write(&second, &["UPDATE article SET title = 'b' WHERE id = 1"]);
+    assert_eq!(second.status(), Status::Streaming);
+    assert_eq!(cat1.read(&w.cache), 2, "delivered by the second consumer");
+    assert_eq!(
+        cat2.read(&w.cache),
+        1,
+        "exact: it resumed where the first stopped"
+    );
+    assert_eq!(
+        w.events()
+            .iter()
+            .filter(|e| e.starts_with("Standby"))
+            .count(),
+        1,
+        "one standby event, not one per retry"
+    );
+    assert_eq!(
+        second.stats().reconnects,
+        0,
+        "standing by is not reconnecting"
+    );
 }

@@ -55,6 +55,7 @@ pub(crate) struct Settings {
     pub min_delay: Duration,
     pub max_delay: Duration,
     pub status_interval: Duration,
+    pub standby_interval: Duration,
 }
 
 impl Settings {
@@ -135,6 +136,7 @@ impl Consumer {
                 min_delay: Duration::from_millis(100),
                 max_delay: Duration::from_secs(5),
                 status_interval: Duration::from_secs(1),
+                standby_interval: Duration::from_secs(1),
             },
             error,
         }
@@ -244,13 +246,22 @@ impl ConsumerBuilder {
         self
     }
 
+    /// While another session holds the slot (another consumer: PostgreSQL lets one session
+    /// stream from a slot), how often to try to take it over (default 1 s). See
+    /// [`Status::Standby`].
+    pub fn standby_interval(mut self, d: Duration) -> Self {
+        self.settings.standby_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
     /// Connects, checks the setup (typed errors say what to change), and runs the
     /// consumer on a thread of its own, invalidating `cache`.
     ///
     /// Returns once the stream started (every transaction committed from then on will be
-    /// applied), or once a first invalidation failed (the setup is fine, the consumer holds
-    /// it: see [`ConsumerHandle::status`]). Setup errors are returned; later failures are
-    /// retried.
+    /// applied), once a first invalidation failed (the setup is fine, the consumer holds
+    /// it: see [`ConsumerHandle::status`]), or once it is on standby because another
+    /// consumer streams from the slot ([`Status::Standby`]: it takes over when that one
+    /// stops or dies). Setup errors are returned; later failures are retried.
     pub fn spawn<C: Codec>(self, cache: Cache<C>) -> Result<ConsumerHandle, CdcError> {
         let s = self.checked()?;
         let target = Target::Blocking(Arc::new(cache));
@@ -360,6 +371,11 @@ async fn run(cfg: &Settings, target: &Target, shared: &Shared, mut first: First)
         };
         let error = match result {
             Ok(()) | Err(CdcError::Stopped) => return,
+            Err(CdcError::SlotActive { pid, .. }) => {
+                standby(cfg, shared, pid, &mut first).await;
+                attempt = 0;
+                continue;
+            }
             Err(e) => e,
         };
         if let Some(f) = first.take() {
@@ -375,6 +391,22 @@ async fn run(cfg: &Settings, target: &Target, shared: &Shared, mut first: First)
         });
         pause(shared, cfg.delay(attempt)).await;
     }
+}
+
+/// Another session holds the slot: report it (once per standby), let a waiting `spawn`
+/// return (the setup is fine), and wait before trying to take the slot over.
+async fn standby(cfg: &Settings, shared: &Shared, pid: Option<u32>, first: &mut First) {
+    if !matches!(shared.status(), Status::Standby { .. }) {
+        cfg.emit(&CdcEvent::Standby {
+            slot: &cfg.slot,
+            pid,
+        });
+    }
+    shared.set_status(Status::Standby { active_pid: pid });
+    if let Some(f) = first.take() {
+        f(Ok(()));
+    }
+    pause(shared, cfg.standby_interval).await;
 }
 
 /// Sleeps, or returns early when the consumer is stopped.
@@ -407,7 +439,11 @@ async fn session(
         });
     }
     client.start().await?;
-    client.wait_started().await?;
+    // "replication slot … is active for PID …": another consumer streams; stand by.
+    client
+        .wait_started()
+        .await
+        .map_err(|e| CdcError::from(e).slot_in_use(&cfg.slot))?;
     *attempt = 0;
     shared.set_status(Status::Streaming);
     cfg.emit(&CdcEvent::Connected { slot: &cfg.slot });

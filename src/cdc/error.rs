@@ -81,6 +81,16 @@ pub enum CdcError {
         /// What is wrong with it, and what to do.
         problem: String,
     },
+    /// Another session (another consumer) streams from the slot: PostgreSQL lets one session
+    /// at a time hold a slot. Not a failure: the consumer waits on standby and takes over
+    /// once the slot is free ([`Status::Standby`](super::Status::Standby)).
+    #[error("replication slot {slot:?} is in use by {}: standing by to take over", holder(.pid))]
+    SlotActive {
+        /// The slot's name.
+        slot: String,
+        /// The server process (walsender) holding it, when the server said.
+        pid: Option<u32>,
+    },
     /// Connecting or authenticating failed, or the connection broke.
     #[error("postgresql connection: {0}")]
     Connection(String),
@@ -108,7 +118,31 @@ impl CdcError {
                 | CdcError::Server(_)
                 | CdcError::Protocol(_)
                 | CdcError::Cache(_)
+                | CdcError::SlotActive { .. }
         )
+    }
+
+    /// A server error saying another session holds `slot` (SQLSTATE 55006, "replication slot
+    /// … is active for PID …"; or 42710, a temporary slot of that name exists) becomes
+    /// [`CdcError::SlotActive`]; any other error is returned as it is.
+    pub(crate) fn slot_in_use(self, slot: &str) -> CdcError {
+        let CdcError::Server(message) = &self else {
+            return self;
+        };
+        let busy = message.contains("(SQLSTATE 55006)") && message.contains("is active for PID");
+        let exists = message.contains("(SQLSTATE 42710)");
+        if !busy && !exists {
+            return self;
+        }
+        let pid = message
+            .split("for PID ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|digits| digits.parse().ok());
+        CdcError::SlotActive {
+            slot: slot.to_owned(),
+            pid,
+        }
     }
 }
 
@@ -123,8 +157,45 @@ impl From<pgwire_replication::PgWireError> for CdcError {
     }
 }
 
+/// Who holds a slot, in words.
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(p) => format!("the server process with PID {p}"),
+        None => "another session".to_owned(),
+    }
+}
+
 impl From<super::pgoutput::DecodeError> for CdcError {
     fn from(e: super::pgoutput::DecodeError) -> Self {
         CdcError::Protocol(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CdcError;
+
+    #[test]
+    fn a_slot_held_elsewhere_is_recognised_and_nothing_else_is() {
+        let e = CdcError::Server(
+            "replication slot \"s\" is active for PID 4242 (SQLSTATE 55006)".into(),
+        )
+        .slot_in_use("s");
+        assert!(
+            matches!(&e, CdcError::SlotActive { slot, pid: Some(4242) } if slot == "s"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("PID 4242"), "{e}");
+        let e = CdcError::Server("replication slot \"t\" already exists (SQLSTATE 42710)".into())
+            .slot_in_use("t");
+        assert!(matches!(e, CdcError::SlotActive { pid: None, .. }), "{e:?}");
+        for other in [
+            CdcError::Server("permission denied (SQLSTATE 42501)".into()),
+            CdcError::Server("is active for PID 12".into()),
+            CdcError::Connection("is active for PID 1 (SQLSTATE 55006)".into()),
+        ] {
+            let text = other.to_string();
+            assert_eq!(other.slot_in_use("s").to_string(), text);
+        }
     }
 }

@@ -14,6 +14,14 @@ pub enum CdcEvent<'a> {
         /// The slot streamed from.
         slot: &'a str,
     },
+    /// Another session holds the slot: the consumer waits and takes over once it is free
+    /// (emitted when the standby begins, not on every retry).
+    Standby {
+        /// The slot waited for.
+        slot: &'a str,
+        /// The server process holding it, when the server said.
+        pid: Option<u32>,
+    },
     /// The connection broke or setup failed; the consumer reconnects after a delay.
     Disconnected {
         /// Why.

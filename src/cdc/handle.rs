@@ -30,6 +30,13 @@ pub enum Status {
         /// The last error.
         error: String,
     },
+    /// Another session holds the slot (another consumer on the same slot): waiting, and
+    /// taking over as soon as it is free. Nothing is applied meanwhile; the slot keeps
+    /// everything from the last acknowledged position for whoever streams next.
+    Standby {
+        /// The server process holding the slot, when the server said.
+        active_pid: Option<u32>,
+    },
     /// Stopped (by [`ConsumerHandle::stop`] or by dropping the handle).
     Stopped,
 }
@@ -78,6 +85,10 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> Status {
+        self.lock().status.clone()
     }
 
     pub fn set_status(&self, status: Status) {
@@ -174,7 +185,7 @@ impl ConsumerHandle {
 
     /// What the consumer is doing now.
     pub fn status(&self) -> Status {
-        self.shared.lock().status.clone()
+        self.shared.status()
     }
 
     /// Every transaction that committed at or before this position is applied to the

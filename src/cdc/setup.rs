@@ -193,11 +193,13 @@ async fn slot(
 ) -> Result<bool, CdcError> {
     let name = &cfg.slot;
     if cfg.slot_kind == SlotKind::Temporary {
+        // A temporary slot of this name belongs to another live session: stand by.
         query(
             client,
             &format!("CREATE_REPLICATION_SLOT {name} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT"),
         )
-        .await?;
+        .await
+        .map_err(|e| e.slot_in_use(name))?;
         return Ok(true);
     }
     let status = if version >= 130_000 {
@@ -218,11 +220,13 @@ async fn slot(
         if !cfg.create_slot {
             return Err(CdcError::SlotMissing { slot: name.clone() });
         }
+        // Another consumer may have created it since: stand by, then use it.
         query(
             client,
             &format!("CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput NOEXPORT_SNAPSHOT"),
         )
-        .await?;
+        .await
+        .map_err(|e| e.slot_in_use(name))?;
         return Ok(true);
     };
     let unusable = |problem: String| CdcError::SlotUnusable {

@@ -238,6 +238,25 @@ impl PgServer {
     pub fn data_dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Restarts the server as an administrator would (`pg_ctl restart -m fast`: every
+    /// session is disconnected), on the same port and settings; returns once it answers.
+    pub fn restart(&self) {
+        let bin = bin_dir();
+        let d = self.dir.display();
+        let pg_ctl = format!(
+            "{} -D {d} -m fast -w -t 60 -l {d}/restart.log restart",
+            bin.join("pg_ctl").display()
+        );
+        run(
+            "sh",
+            &[
+                "-c",
+                &format!("{} >/dev/null", as_postgres(is_root(), &pg_ctl)),
+            ],
+        );
+        self.wait_ready();
+    }
 }
 
 impl Drop for PgServer {
