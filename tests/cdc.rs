@@ -152,6 +152,15 @@ fn an_update_from_another_client_invalidates_exactly_the_matching_reads() {
     assert_eq!(id2.read(&w.cache), 1, "row 2 stays cached");
     assert_eq!(consumer.status(), Status::Streaming);
     assert!(consumer.applied_lsn() > Lsn::ZERO);
+    // Lag as time: the update committed moments ago, on this machine's clock too.
+    let lag = consumer.last_apply_lag().expect("a lag once applied");
+    assert!(lag < WAIT, "{lag:?}");
+    let committed = consumer.applied_commit_time().expect("a commit time");
+    let age = std::time::SystemTime::now()
+        .duration_since(committed)
+        .unwrap_or_default();
+    assert!(age < Duration::from_secs(60), "{age:?}");
+    assert!(age >= lag, "applied after it committed");
     let stats = consumer.stats();
     assert_eq!(
         (stats.transactions, stats.rows, stats.tables),

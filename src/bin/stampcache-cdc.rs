@@ -210,8 +210,14 @@ fn log_event(e: &CdcEvent<'_>, verbose: bool) {
         CdcEvent::ApplyFailed { error, attempt } if attempt.is_power_of_two() => log(&format!(
             "cannot invalidate (attempt {attempt}), holding the transaction: {error}"
         )),
-        CdcEvent::Applied { lsn, rows, tables } if verbose => log(&format!(
-            "applied {lsn}: {rows} row images, {tables} whole tables"
+        CdcEvent::Applied {
+            lsn,
+            rows,
+            tables,
+            lag,
+        } if verbose => log(&format!(
+            "applied {lsn}: {rows} row images, {tables} whole tables, {:.1} ms after its commit",
+            lag.as_secs_f64() * 1e3
         )),
         _ => {}
     }
@@ -259,10 +265,14 @@ impl Meter {
         let s = h.stats();
         let secs = self.at.elapsed().as_secs_f64().max(1e-3);
         let mut line = format!(
-            "{}: applied {} lag {} B, {:.1} rows/s, {:.1} tx/s",
+            "{}: applied {} lag {} B, last apply {} after its commit, {:.1} rows/s, {:.1} tx/s",
             describe(&h.status()),
             h.applied_lsn(),
             h.lag_bytes(),
+            h.last_apply_lag().map_or("-".to_owned(), |d| format!(
+                "{:.1} ms",
+                d.as_secs_f64() * 1e3
+            )),
             (s.rows - self.rows) as f64 / secs,
             (s.transactions - self.transactions) as f64 / secs,
         );

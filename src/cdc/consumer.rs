@@ -6,6 +6,7 @@ use std::time::Duration;
 use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
 
 use super::assemble::Assembler;
+use super::clock;
 use super::conninfo::ConnInfo;
 use super::event::{CdcEvent, CdcListener};
 use super::handle::{ConsumerHandle, Runner, Shared, Status};
@@ -466,9 +467,14 @@ async fn session(
                 shared.server_at(Lsn(wal_end.as_u64()));
                 asm.message(&data, &mut |e| cfg.emit(e))?;
             }
-            Some(ReplicationEvent::Commit { end_lsn, .. }) => {
+            Some(ReplicationEvent::Commit {
+                end_lsn,
+                commit_time_micros,
+                ..
+            }) => {
                 shared.server_at(Lsn(end_lsn.as_u64()));
                 let tx = asm.commit(Lsn(end_lsn.as_u64()))?;
+                let committed = clock::pg_time(commit_time_micros);
                 if !tx.is_empty() {
                     let tx = Arc::new(tx);
                     apply(cfg, target, shared, tx.clone(), &mut None).await?;
@@ -476,9 +482,15 @@ async fn session(
                         lsn: tx.end_lsn,
                         rows: tx.row_count(),
                         tables: tx.table_count(),
+                        lag: committed.map_or(Duration::ZERO, |c| {
+                            clock::lag(c, std::time::SystemTime::now())
+                        }),
                     });
                 }
                 client.update_applied_lsn(end_lsn);
+                if let Some(c) = committed {
+                    shared.applied_commit(c);
+                }
                 shared.set_applied(Lsn(end_lsn.as_u64()));
             }
             // Outside a transaction, everything the server sent up to `wal_end` is applied

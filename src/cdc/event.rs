@@ -1,6 +1,7 @@
 //! [`CdcEvent`]: what the consumer did, for logs and metrics.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{CdcError, Lsn};
 use crate::Error;
@@ -61,6 +62,9 @@ pub enum CdcEvent<'a> {
         rows: usize,
         /// Tables invalidated whole (truncates, very large transactions).
         tables: usize,
+        /// From its commit (the server's clock) to its invalidations applied (this
+        /// machine's clock); zero when the clocks disagree that way.
+        lag: Duration,
     },
     /// Applying a transaction failed; it is kept, retried after a delay and not acknowledged.
     ApplyFailed {

@@ -2,8 +2,9 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::clock;
 use super::Lsn;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -56,6 +57,11 @@ pub(crate) struct Shared {
     apply_failures: AtomicU64,
     /// The newest WAL position the server reported.
     server: AtomicU64,
+    /// The last applied commit's time (server clock), microseconds since the Unix epoch
+    /// (0: none yet).
+    commit_micros: AtomicU64,
+    /// Its lag when applied, in microseconds.
+    lag_micros: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -80,6 +86,8 @@ impl Shared {
             tables: AtomicU64::new(0),
             apply_failures: AtomicU64::new(0),
             server: AtomicU64::new(0),
+            commit_micros: AtomicU64::new(0),
+            lag_micros: AtomicU64::new(0),
         })
     }
 
@@ -105,6 +113,17 @@ impl Shared {
             self.applied.send_replace(lsn);
             self.changed.notify_all();
         }
+    }
+
+    /// A transaction committed at `committed` (server clock) was applied now.
+    pub fn applied_commit(&self, committed: SystemTime) {
+        let lag = clock::lag(committed, SystemTime::now());
+        self.lag_micros.store(
+            u64::try_from(lag.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.commit_micros
+            .store(clock::unix_micros(committed), Ordering::Relaxed);
     }
 
     /// The server reported WAL up to `lsn`.
@@ -203,6 +222,27 @@ impl ConsumerHandle {
     /// server reports its position at least every `wal_sender_timeout / 2` while idle.
     pub fn lag_bytes(&self) -> u64 {
         self.server_lsn().0.saturating_sub(self.applied_lsn().0)
+    }
+
+    /// When the last applied transaction committed (the server's clock); `None` until one
+    /// was. While transactions flow, `SystemTime::now()` minus this is how far behind the
+    /// cache is in time; when writes stop, it only ages.
+    pub fn applied_commit_time(&self) -> Option<SystemTime> {
+        match self.shared.commit_micros.load(Ordering::Relaxed) {
+            0 => None,
+            m => UNIX_EPOCH.checked_add(Duration::from_micros(m)),
+        }
+    }
+
+    /// How long the last applied transaction took from its commit (the server's clock) to
+    /// its invalidations applied (this machine's clock; zero if the clocks disagree that
+    /// way); `None` until one was applied. Lag as time, beside
+    /// [`lag_bytes`](Self::lag_bytes).
+    pub fn last_apply_lag(&self) -> Option<Duration> {
+        self.applied_commit_time()?;
+        Some(Duration::from_micros(
+            self.shared.lag_micros.load(Ordering::Relaxed),
+        ))
     }
 
     /// Counters since the consumer started.

@@ -31,13 +31,26 @@
 //! [`AsyncCache`](crate::AsyncCache). Both return a [`ConsumerHandle`]: status, applied
 //! position, lag, [`wait_applied`](ConsumerHandle::wait_applied) (read your writes), stop.
 //!
+//! One consumer per slot streams at a time (PostgreSQL lets one session hold a slot): a
+//! second one on the same slot waits on [`Status::Standby`] and takes over, from the last
+//! acknowledged position, once the first stops or dies. Lag is reported in bytes of WAL
+//! ([`ConsumerHandle::lag_bytes`]) and as time from commit to applied
+//! ([`ConsumerHandle::last_apply_lag`], [`CdcEvent::Applied`]).
+//!
+//! As a process of its own: the `stampcache-cdc` binary (`src/bin/stampcache-cdc.rs`,
+//! `--help` for its options), one per database for any number of application processes
+//! sharing one Redis. Its `--prefix` and `--version` must be the applications' own
+//! (`Builder::prefix`, `Builder::version`: keys are `<prefix>sc<version>:…`), or it
+//! invalidates keys nobody reads; a computed prefix (`prefix_fn`) cannot be shared this way.
+//!
 //! Modules: `pgoutput.rs` decodes messages, `types.rs` converts values, `relation.rs`
 //! keeps relations and builds row images, `assemble.rs` buffers a transaction, `tx.rs`
 //! holds it, `sink.rs` applies it to the cache (the one seam with the core), `setup.rs`
 //! checks and creates the publication and slot, `consumer.rs` runs the stream,
-//! `handle.rs` reports on it.
+//! `handle.rs` reports on it, `clock.rs` turns commit timestamps into lag.
 
 pub(crate) mod assemble;
+mod clock;
 pub(crate) mod conninfo;
 mod consumer;
 mod error;
