@@ -283,6 +283,22 @@ where
     }
 }
 
+/// Invalidates what a statement wrote, through a cache or a scope (the same two calls).
+macro_rules! apply_writes {
+    ($handle:expr, $writes:expr) => {
+        async {
+            let writes: crate::sql::Writes = $writes;
+            for (table, rows) in writes.rows {
+                $handle.invalidate_rows(&table, rows).await?;
+            }
+            for table in writes.tables {
+                $handle.invalidate_model(&table).await?;
+            }
+            Ok::<(), crate::Error>(())
+        }
+    };
+}
+
 /// A write statement, from [`AsyncCache::execute`] or [`AsyncScope::execute`]: `bind` its
 /// values, then `execute`.
 #[must_use = "a statement does nothing until it is executed"]
@@ -337,40 +353,14 @@ impl<'c, 'q, C: Codec> Execute<'c, 'q, C> {
                 if writes.everything {
                     c.invalidate_all().await
                 } else {
-                    apply_to_cache(c, writes).await
+                    apply_writes!(c, writes).await
                 }
             }
-            Via::Scope(s) => apply_to_scope(s, writes).await,
+            Via::Scope(s) => apply_writes!(s, writes).await,
         };
         invalidated.map_err(LoadError::Cache)?;
         Ok(done)
     }
-}
-
-async fn apply_to_cache<C: Codec>(
-    c: &AsyncCache<C>,
-    writes: crate::sql::Writes,
-) -> Result<(), crate::Error> {
-    for (table, rows) in writes.rows {
-        c.invalidate_rows(&table, rows).await?;
-    }
-    for table in writes.tables {
-        c.invalidate_model(&table).await?;
-    }
-    Ok(())
-}
-
-async fn apply_to_scope<C: Codec>(
-    s: &AsyncScope<C>,
-    writes: crate::sql::Writes,
-) -> Result<(), crate::Error> {
-    for (table, rows) in writes.rows {
-        s.invalidate_rows(&table, rows).await?;
-    }
-    for table in writes.tables {
-        s.invalidate_model(&table).await?;
-    }
-    Ok(())
 }
 
 /// The entry points, on both async handles.
