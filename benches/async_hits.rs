@@ -91,7 +91,7 @@ impl Worker for CacheHit {
     async fn hit(&mut self, k: usize) {
         let v: Article = self
             .cache
-            .get_or_load(&self.reads[k], || load(k))
+            .get_or_compute(&self.reads[k], || load(k))
             .await
             .unwrap();
         black_box(v);
@@ -104,7 +104,7 @@ struct PreparedHit {
 
 impl Worker for PreparedHit {
     async fn hit(&mut self, k: usize) {
-        let v: Article = self.prepared[k].get_or_load(|| load(k)).await.unwrap();
+        let v: Article = self.prepared[k].get_or_compute(|| load(k)).await.unwrap();
         black_box(v);
     }
 }
@@ -326,7 +326,7 @@ fn main() {
         for k in 0..KEYS {
             let _: Article = setup
                 .shared
-                .get_or_load(&setup.reads[k], || load(k))
+                .get_or_compute(&setup.reads[k], || load(k))
                 .await
                 .unwrap();
         }
@@ -336,7 +336,7 @@ fn main() {
             for k in 0..KEYS {
                 let _: Article = setup
                     .tracked
-                    .get_or_load(&setup.reads[k], || load(k))
+                    .get_or_compute(&setup.reads[k], || load(k))
                     .await
                     .unwrap();
             }

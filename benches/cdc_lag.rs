@@ -223,7 +223,7 @@ fn main() {
     // Reads to invalidate: every category list, and 1,000 rows by id.
     for c in 0..100 {
         let _: Vec<i64> = cache
-            .get_or_load(
+            .get_or_compute(
                 &Read::fetch("article").filter(Cond::eq("category", c)),
                 || vec![c],
             )
@@ -231,7 +231,7 @@ fn main() {
     }
     for id in 0..1000 {
         let _: Vec<i64> = cache
-            .get_or_load(&Read::get("article").filter(Cond::eq("id", id)), || {
+            .get_or_compute(&Read::get("article").filter(Cond::eq("id", id)), || {
                 vec![id]
             })
             .unwrap();

@@ -39,7 +39,7 @@ fn run(url: &str, lock: bool, round: usize) -> (usize, Vec<Duration>) {
                 barrier.wait();
                 let t = Instant::now();
                 let v: Vec<u64> = cache
-                    .get_or_load(&read, || {
+                    .get_or_compute(&read, || {
                         calls.fetch_add(1, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(20));
                         vec![1; 100]

@@ -65,7 +65,7 @@ fn throughput(threads: usize, cache: &Cache, read: &Read) -> f64 {
                     let mut n = 0u64;
                     while Instant::now() < stop {
                         let v = cache
-                            .get_or_load_arc(read, || -> Vec<Article> { unreachable!() })
+                            .get_or_compute_arc(read, || -> Vec<Article> { unreachable!() })
                             .unwrap();
                         black_box(v);
                         n += 1;
@@ -106,7 +106,7 @@ fn main() {
     let warm = |c: &Cache, r: &Read, v: &Vec<Article>| {
         let before = c.stats().local.hits;
         for _ in 0..50 {
-            let _ = c.get_or_load_arc(r, || v.clone()).unwrap();
+            let _ = c.get_or_compute_arc(r, || v.clone()).unwrap();
             if c.stats().local.hits > before + 2 {
                 return;
             }
@@ -116,7 +116,9 @@ fn main() {
     for c in [&strict, &tracked, &bounded] {
         warm(c, &list_read, &list);
     }
-    let _ = shared.get_or_load_arc(&list_read, || list.clone()).unwrap();
+    let _ = shared
+        .get_or_compute_arc(&list_read, || list.clone())
+        .unwrap();
 
     let moka: moka::sync::Cache<String, Arc<Vec<Article>>> = moka::sync::Cache::new(1000);
     let key = "lbench:bare".to_string();
@@ -134,7 +136,7 @@ fn main() {
 
     let hit = |c: &Cache, r: &Read| {
         black_box(
-            c.get_or_load_arc(r, || -> Vec<Article> { unreachable!() })
+            c.get_or_compute_arc(r, || -> Vec<Article> { unreachable!() })
                 .unwrap(),
         );
     };
@@ -154,7 +156,7 @@ fn main() {
     let mut prepared_hit = || {
         black_box(
             prepared
-                .get_or_load_arc(|| -> Vec<Article> { unreachable!() })
+                .get_or_compute_arc(|| -> Vec<Article> { unreachable!() })
                 .unwrap(),
         );
     };
@@ -183,12 +185,12 @@ fn main() {
     for (label, size) in [("100b", 100usize), ("10kb", 10_000), ("100kb", 100_000)] {
         let r = read(label, 1);
         let value = vec![7u8; size];
-        let _ = strict.get_or_load_arc(&r, || value.clone()).unwrap();
-        let _ = strict.get_or_load_arc(&r, || value.clone()).unwrap();
+        let _ = strict.get_or_compute_arc(&r, || value.clone()).unwrap();
+        let _ = strict.get_or_compute_arc(&r, || value.clone()).unwrap();
         let mut strict_hit = || {
             black_box(
                 strict
-                    .get_or_load_arc(&r, || -> Vec<u8> { unreachable!() })
+                    .get_or_compute_arc(&r, || -> Vec<u8> { unreachable!() })
                     .unwrap(),
             );
         };

@@ -44,15 +44,15 @@ fn main() {
     // Warm: 1,000 gets and all 100 category lists and counts.
     for id in 0..1000 {
         let _: Article = cache
-            .get_or_load(&get(id), || table[id as usize].clone())
+            .get_or_compute(&get(id), || table[id as usize].clone())
             .unwrap();
     }
     let category =
         |c: i64| -> Vec<Article> { table.iter().filter(|a| a.category == c).cloned().collect() };
     for c in 0..100 {
-        let _: Vec<Article> = cache.get_or_load(&fetch(c), || category(c)).unwrap();
+        let _: Vec<Article> = cache.get_or_compute(&fetch(c), || category(c)).unwrap();
         let _: u64 = cache
-            .get_or_load(&count(c), || {
+            .get_or_compute(&count(c), || {
                 category(c).iter().filter(|a| a.published).count() as u64
             })
             .unwrap();
@@ -90,7 +90,7 @@ fn main() {
     g.bench_function("get_hit", |b| {
         b.iter(|| {
             i = (i + 1) % 1000;
-            let a: Article = cache.get_or_load(&get(i), || unreachable!()).unwrap();
+            let a: Article = cache.get_or_compute(&get(i), || unreachable!()).unwrap();
             black_box(a)
         })
     });
@@ -106,14 +106,14 @@ fn main() {
     g.bench_function("fetch_hit", |b| {
         b.iter(|| {
             i = (i + 1) % 100;
-            let v: Vec<Article> = cache.get_or_load(&fetch(i), || unreachable!()).unwrap();
+            let v: Vec<Article> = cache.get_or_compute(&fetch(i), || unreachable!()).unwrap();
             black_box(v)
         })
     });
     g.bench_function("count_hit", |b| {
         b.iter(|| {
             i = (i + 1) % 100;
-            let v: u64 = cache.get_or_load(&count(i), || unreachable!()).unwrap();
+            let v: u64 = cache.get_or_compute(&count(i), || unreachable!()).unwrap();
             black_box(v)
         })
     });
@@ -129,7 +129,7 @@ fn main() {
             },
             |id| {
                 let a: Article = cache
-                    .get_or_load(&get(id), || table[id as usize].clone())
+                    .get_or_compute(&get(id), || table[id as usize].clone())
                     .unwrap();
                 black_box(a)
             },
@@ -150,13 +150,13 @@ fn main() {
     let embedded = Cache::embedded();
     for id in 0..1000 {
         let _: Article = embedded
-            .get_or_load(&get(id), || table[id as usize].clone())
+            .get_or_compute(&get(id), || table[id as usize].clone())
             .unwrap();
     }
     g.bench_function("embedded_get_hit", |b| {
         b.iter(|| {
             i = (i + 1) % 1000;
-            let a: Article = embedded.get_or_load(&get(i), || unreachable!()).unwrap();
+            let a: Article = embedded.get_or_compute(&get(i), || unreachable!()).unwrap();
             black_box(a)
         })
     });
@@ -184,7 +184,7 @@ fn main() {
             interleaved(
                 &mut || {
                     j = (j + 1) % 1000;
-                    let a: Article = cache.get_or_load(&get(j), || unreachable!()).unwrap();
+                    let a: Article = cache.get_or_compute(&get(j), || unreachable!()).unwrap();
                     black_box(a);
                 },
                 &mut || {
@@ -201,7 +201,8 @@ fn main() {
             interleaved(
                 &mut || {
                     j = (j + 1) % 100;
-                    let v: Vec<Article> = cache.get_or_load(&fetch(j), || unreachable!()).unwrap();
+                    let v: Vec<Article> =
+                        cache.get_or_compute(&fetch(j), || unreachable!()).unwrap();
                     black_box(v);
                 },
                 &mut || {
@@ -218,7 +219,8 @@ fn main() {
             interleaved(
                 &mut || {
                     j = (j + 1) % 100;
-                    let v: Vec<Article> = cache.get_or_load(&fetch(j), || unreachable!()).unwrap();
+                    let v: Vec<Article> =
+                        cache.get_or_compute(&fetch(j), || unreachable!()).unwrap();
                     black_box(v);
                 },
                 &mut || {

@@ -98,7 +98,7 @@ fn main() {
             let hand_get = || -> Fut { Box::pin(async move {
                 let read = Read::get(TABLE).filter(Cond::eq("id", 7)).extra(get_sql);
                 let _: Article = c
-                    .try_get_or_load(&read, || sqlx::query_as(get_sql).bind(7_i64).fetch_one(p))
+                    .get_or_load(&read, || sqlx::query_as(get_sql).bind(7_i64).fetch_one(p))
                     .await
                     .unwrap();
             }) };
@@ -111,7 +111,7 @@ fn main() {
             let hand_list = || -> Fut { Box::pin(async move {
                 let read = Read::fetch(TABLE).filter(Cond::eq("category", 3)).extra(list_sql);
                 let _: Vec<Article> = c
-                    .try_get_or_load(&read, || sqlx::query_as(list_sql).bind(3_i64).fetch_all(p))
+                    .get_or_load(&read, || sqlx::query_as(list_sql).bind(3_i64).fetch_all(p))
                     .await
                     .unwrap();
             }) };
@@ -124,7 +124,7 @@ fn main() {
             let hand_count = || -> Fut { Box::pin(async move {
                 let read = Read::count(TABLE).filter(Cond::eq("category", 3)).extra(count_sql);
                 let _: i64 = c
-                    .try_get_or_load(&read, || sqlx::query_scalar(count_sql).bind(3_i64).fetch_one(p))
+                    .get_or_load(&read, || sqlx::query_scalar(count_sql).bind(3_i64).fetch_one(p))
                     .await
                     .unwrap();
             }) };

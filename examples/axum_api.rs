@@ -86,7 +86,7 @@ async fn list_articles(
         .extra("ORDER BY id");
     let sql = "SELECT id, category, title FROM axum_article WHERE category = $1 ORDER BY id";
     let load = || sqlx::query_as(sql).bind(q.category).fetch_all(&s.db);
-    Ok(Json(s.cache.try_get_or_load(&read, load).await?))
+    Ok(Json(s.cache.get_or_load(&read, load).await?))
 }
 
 async fn get_article(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<Json<Article>> {
@@ -95,7 +95,7 @@ async fn get_article(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResul
     let read = Read::get(TABLE).filter(Cond::eq("id", id));
     let sql = "SELECT id, category, title FROM axum_article WHERE id = $1";
     let load = || sqlx::query_as(sql).bind(id).fetch_optional(&s.db);
-    let article: Option<Article> = s.cache.try_get_or_load(&read, load).await?;
+    let article: Option<Article> = s.cache.get_or_load(&read, load).await?;
     article.map(Json).ok_or_else(not_found)
 }
 

@@ -48,7 +48,7 @@ fn main() -> Result<(), stampcache::Error> {
     let list =
         |db: &BTreeMap<i64, Article>, category: i64| -> Result<Vec<String>, stampcache::Error> {
             let read = Read::fetch("blog.article").filter(Cond::eq("category", category));
-            cache.get_or_load(&read, || {
+            cache.get_or_compute(&read, || {
                 queries.set(queries.get() + 1);
                 db.values()
                     .filter(|a| a.category == category)

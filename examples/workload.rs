@@ -188,14 +188,16 @@ fn main() {
         }
         let warm = |cache: &Cache, db: &mut Db| {
             for id in 1..=1000 {
-                let _ = cache.get_or_load_arc(&get_read(id), || db.get(id)).unwrap();
+                let _ = cache
+                    .get_or_compute_arc(&get_read(id), || db.get(id))
+                    .unwrap();
             }
             for c in 0..100 {
                 let _ = cache
-                    .get_or_load_arc(&fetch_read(c), || db.fetch(c))
+                    .get_or_compute_arc(&fetch_read(c), || db.fetch(c))
                     .unwrap();
                 let _ = cache
-                    .get_or_load_arc(&count_read(c), || db.count(c))
+                    .get_or_compute_arc(&count_read(c), || db.count(c))
                     .unwrap();
             }
         };
@@ -208,7 +210,7 @@ fn main() {
                 let id = 1 + (i % 1000) as i32;
                 std::hint::black_box(
                     cache
-                        .get_or_load_arc(&get_read(id), || -> Article { unreachable!() })
+                        .get_or_compute_arc(&get_read(id), || -> Article { unreachable!() })
                         .unwrap(),
                 );
             }),
@@ -219,7 +221,7 @@ fn main() {
                 let c = (i % 100) as i32;
                 std::hint::black_box(
                     cache
-                        .get_or_load_arc(&fetch_read(c), || -> Vec<Article> { unreachable!() })
+                        .get_or_compute_arc(&fetch_read(c), || -> Vec<Article> { unreachable!() })
                         .unwrap(),
                 );
             }),
@@ -230,7 +232,7 @@ fn main() {
                 let c = (i % 100) as i32;
                 std::hint::black_box(
                     cache
-                        .get_or_load_arc(&count_read(c), || -> i64 { unreachable!() })
+                        .get_or_compute_arc(&count_read(c), || -> i64 { unreachable!() })
                         .unwrap(),
                 );
             }),
@@ -243,7 +245,11 @@ fn main() {
             per_call(rounds, 1000, |_| {
                 k += 1;
                 let id = 1 + (k % 10_000) as i32;
-                std::hint::black_box(cache.get_or_load_arc(&get_read(id), || db.get(id)).unwrap());
+                std::hint::black_box(
+                    cache
+                        .get_or_compute_arc(&get_read(id), || db.get(id))
+                        .unwrap(),
+                );
             }),
         ));
         // Saves while 1,000 gets and 100 lists are cached: UPDATE, then the invalidation.

@@ -35,6 +35,14 @@ pub enum Error {
     /// The configuration is not usable (bad URL, bad pattern, bad option).
     #[error("configuration: {0}")]
     Config(String),
+    /// A value to cache is itself a `Result` (type named here): a loader's error would be
+    /// cached as a value. Return the `Result` from a `get_or_load` loader instead, which
+    /// stores only `Ok` values.
+    #[error(
+        "refusing to cache a value of type `{0}`: a loader's error would be cached; \
+         use `get_or_load`, whose loader returns the Result and whose errors are never stored"
+    )]
+    ResultValue(&'static str),
 }
 
 impl Error {
@@ -72,7 +80,26 @@ impl<E: fmt::Display> fmt::Display for LoadError<E> {
     }
 }
 
-impl<E: fmt::Debug + fmt::Display> std::error::Error for LoadError<E> {}
+/// (Any `Display` error works, `String` included; the cache's error is the source.)
+impl<E: fmt::Debug + fmt::Display> std::error::Error for LoadError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Cache(e) => Some(e),
+            LoadError::Loader(_) => None,
+        }
+    }
+}
+
+impl<E: From<Error>> LoadError<E> {
+    /// Both sides as the loader's error type, for an application error that can hold a
+    /// cache error: `cache.get_or_load(&read, load).map_err(LoadError::flatten)?`.
+    pub fn flatten(self) -> E {
+        match self {
+            LoadError::Cache(e) => E::from(e),
+            LoadError::Loader(e) => e,
+        }
+    }
+}
 
 impl<E> From<Error> for LoadError<E> {
     fn from(e: Error) -> Self {

@@ -15,12 +15,12 @@
 //! # #[derive(serde::Serialize)] struct Article { id: i64, category: i64 }
 //! let cache = Cache::embedded(); // or Cache::from_url("redis://127.0.0.1/")?
 //! let in_cat_1 = Read::fetch("blog.article").filter(Cond::eq("category", 1));
-//! let ids: Vec<i64> = cache.get_or_load(&in_cat_1, || vec![1, 2])?;    // loads
-//! let ids: Vec<i64> = cache.get_or_load(&in_cat_1, || unreachable!())?; // cached
+//! let ids: Vec<i64> = cache.get_or_compute(&in_cat_1, || vec![1, 2])?;    // loads
+//! let ids: Vec<i64> = cache.get_or_compute(&in_cat_1, || unreachable!())?; // cached
 //! cache.on_insert("blog.article", &Article { id: 3, category: 2 })?;   // not category 1
-//! let ids: Vec<i64> = cache.get_or_load(&in_cat_1, || unreachable!())?; // still cached
+//! let ids: Vec<i64> = cache.get_or_compute(&in_cat_1, || unreachable!())?; // still cached
 //! cache.on_insert("blog.article", &Article { id: 4, category: 1 })?;   // category 1
-//! let ids: Vec<i64> = cache.get_or_load(&in_cat_1, || vec![1, 2, 4])?;  // reloads
+//! let ids: Vec<i64> = cache.get_or_compute(&in_cat_1, || vec![1, 2, 4])?;  // reloads
 //! assert_eq!(ids, vec![1, 2, 4]);
 //! # Ok::<(), stampcache::Error>(())
 //! ```
@@ -34,7 +34,7 @@
 //! use stampcache::{Cache, Cond, Read};
 //! let cache = Cache::builder().build_async()?; // .redis(url) for the shared tier
 //! let in_cat_1 = Read::fetch("blog.article").filter(Cond::eq("category", 1));
-//! let ids: Vec<i64> = cache.get_or_load(&in_cat_1, || async { vec![1, 2] }).await?;
+//! let ids: Vec<i64> = cache.get_or_compute(&in_cat_1, || async { vec![1, 2] }).await?;
 //! assert_eq!(ids, vec![1, 2]);
 //! # Ok::<(), stampcache::Error>(())
 //! # }).unwrap();

@@ -162,7 +162,7 @@ impl Profile {
         self
     }
     /// Serves the previous value for `grace` after an invalidation while one caller (across
-    /// processes) reloads; see [`Cache::get_or_load_answer`](crate::Cache::get_or_load_answer).
+    /// processes) reloads; see [`Cache::get_or_compute_answer`](crate::Cache::get_or_compute_answer).
     pub fn stale_while_revalidate(mut self, grace: Duration) -> Profile {
         self.stale_grace = Some(grace);
         self

@@ -82,7 +82,7 @@ fn dropped_misses_leave_no_lock_and_every_key_readable() {
                 let loader = load(id, rng.below(2_000));
                 let c = cache.clone();
                 burst.push(tokio::spawn(async move {
-                    tokio::time::timeout(limit, c.get_or_load(&get(id), loader)).await
+                    tokio::time::timeout(limit, c.get_or_compute(&get(id), loader)).await
                 }));
             }
             for r in burst {
@@ -129,7 +129,7 @@ fn dropped_misses_leave_no_lock_and_every_key_readable() {
         for id in 0..4 {
             let read = tokio::time::timeout(
                 Duration::from_secs(5),
-                cache.get_or_load(&get(id), load(id, 0)),
+                cache.get_or_compute(&get(id), load(id, 0)),
             )
             .await
             .expect("no reader is stuck")
@@ -159,7 +159,7 @@ fn a_dropped_replay_keeps_its_invalidations() {
             .expect("an async cache")
     };
     runtime().block_on(async {
-        let v: u64 = cache.get_or_load(&get(1), || async { 1 }).await.unwrap();
+        let v: u64 = cache.get_or_compute(&get(1), || async { 1 }).await.unwrap();
         assert_eq!(v, 1);
         server.pause();
         // The write's invalidation cannot reach Redis: it is queued.
@@ -178,7 +178,7 @@ fn a_dropped_replay_keeps_its_invalidations() {
         }
         cache.flush_pending().await.expect("the replay completes");
         assert_eq!(cache.pending_invalidations(), 0);
-        let v: u64 = cache.get_or_load(&get(1), || async { 2 }).await.unwrap();
+        let v: u64 = cache.get_or_compute(&get(1), || async { 2 }).await.unwrap();
         assert_eq!(v, 2, "the queued invalidation was lost");
     });
     server.stop();
@@ -192,10 +192,10 @@ fn futures_are_send() {
         Cache::builder().build_async().unwrap()
     };
     let read = get(1);
-    let f = cache.get_or_load(&read, || async { 1u64 });
+    let f = cache.get_or_compute(&read, || async { 1u64 });
     send(&f);
     let scope = cache.atomic();
-    let g = scope.get_or_load(&read, || async { 1u64 });
+    let g = scope.get_or_compute(&read, || async { 1u64 });
     send(&g);
     let row = Article::new(1);
     let w = cache.on_insert("blog.article", &row);
@@ -216,7 +216,7 @@ fn one_loader_for_many_tasks_across_caches() {
                 let loads = loads.clone();
                 tokio::spawn(async move {
                     cache
-                        .get_or_load(&get(9), || async move {
+                        .get_or_compute(&get(9), || async move {
                             loads.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(Duration::from_millis(30)).await;
                             Article::new(9)
@@ -249,7 +249,7 @@ fn redis_down_degrades_never_stale_and_recovers() {
     };
     runtime().block_on(async {
         let one = get(1);
-        let read = |v: u64| cache.get_or_load(&one, move || async move { v });
+        let read = |v: u64| cache.get_or_compute(&one, move || async move { v });
         assert_eq!(read(1).await.unwrap(), 1);
         assert_eq!(read(9).await.unwrap(), 1, "cached");
         server.pause();
@@ -270,7 +270,7 @@ fn redis_down_degrades_never_stale_and_recovers() {
     server.restart();
     runtime().block_on(async {
         let one = get(1);
-        let read = |v: u64| cache.get_or_load(&one, move || async move { v });
+        let read = |v: u64| cache.get_or_compute(&one, move || async move { v });
         assert_eq!(
             read(4).await.unwrap(),
             4,

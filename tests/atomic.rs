@@ -56,7 +56,7 @@ fn counted(b: Backend, name: &str) -> (Cache, Arc<Mutex<usize>>) {
 
 fn title(cache: &Cache, id: i64, loads: &Loads, db: &str) -> String {
     cache
-        .get_or_load(&get(id), loads.of(db.to_string()))
+        .get_or_compute(&get(id), loads.of(db.to_string()))
         .unwrap()
 }
 
@@ -66,7 +66,7 @@ fn reads_before_the_first_write_hit_the_shared_cache(b: Backend) {
     title(&cache, 1, &loads, "t1");
     let scope = cache.atomic();
     let v: String = scope
-        .get_or_load(&get(1), loads.of("db".to_string()))
+        .get_or_compute(&get(1), loads.of("db".to_string()))
         .unwrap();
     assert_eq!(
         (v.as_str(), loads.count()),
@@ -87,14 +87,16 @@ fn a_scope_sees_its_own_write_while_others_get_the_cached_value(b: Backend) {
         ..old.clone()
     };
     a.on_update("blog.article", &old, &new).unwrap();
-    let seen: String = a.get_or_load(&get(1), loads.of("new".to_string())).unwrap();
+    let seen: String = a
+        .get_or_compute(&get(1), loads.of("new".to_string()))
+        .unwrap();
     assert_eq!(seen, "new", "scope A sees its own change");
     assert_eq!(loads.count(), 2);
-    let again: String = a.get_or_load(&get(1), || unreachable!()).unwrap();
+    let again: String = a.get_or_compute(&get(1), || unreachable!()).unwrap();
     assert_eq!(again, "new", "and keeps it in its overlay");
     let other = cache.atomic();
     let seen_b: String = other
-        .get_or_load(&get(1), loads.of("x".to_string()))
+        .get_or_compute(&get(1), loads.of("x".to_string()))
         .unwrap();
     assert_eq!(seen_b, "old", "scope B gets the cached, committed value");
     assert_eq!(title(&cache, 1, &loads, "x"), "old");
@@ -113,10 +115,12 @@ fn after_commit_everyone_sees_the_new_value(b: Backend) {
         ..old.clone()
     };
     a.on_update("blog.article", &old, &new).unwrap();
-    let _: String = a.get_or_load(&get(1), loads.of("new".to_string())).unwrap();
+    let _: String = a
+        .get_or_compute(&get(1), loads.of("new".to_string()))
+        .unwrap();
     a.commit().unwrap();
     let seen_b: String = other
-        .get_or_load(&get(1), loads.of("new".to_string()))
+        .get_or_compute(&get(1), loads.of("new".to_string()))
         .unwrap();
     assert_eq!(seen_b, "new");
     assert_eq!(title(&cache, 1, &loads, "new"), "new");
@@ -130,7 +134,7 @@ fn rollback_leaves_everything_cached_and_invalidates_nothing(b: Backend) {
     a.on_insert("blog.article", &Article::new(1)).unwrap();
     a.invalidate_model("blog.article").unwrap();
     let _: String = a
-        .get_or_load(&get(1), loads.of("uncommitted".to_string()))
+        .get_or_compute(&get(1), loads.of("uncommitted".to_string()))
         .unwrap();
     a.rollback();
     assert_eq!(title(&cache, 1, &loads, "x"), "old");
@@ -146,12 +150,12 @@ fn savepoint_rollback_discards_its_writes(b: Backend) {
     let sp = root.savepoint().unwrap();
     sp.on_insert("blog.article", &Article::new(1)).unwrap();
     let v: String = sp
-        .get_or_load(&get(1), loads.of("in sp".to_string()))
+        .get_or_compute(&get(1), loads.of("in sp".to_string()))
         .unwrap();
     assert_eq!(v, "in sp");
     sp.rollback();
     let v: String = root
-        .get_or_load(&get(1), loads.of("x".to_string()))
+        .get_or_compute(&get(1), loads.of("x".to_string()))
         .unwrap();
     assert_eq!(v, "old", "the root never wrote: the shared cache answers");
     root.commit().unwrap();
@@ -168,7 +172,7 @@ fn no_invalidation_inside_a_scope(b: Backend) {
     let quiet = root.no_invalidation();
     quiet.on_insert("blog.article", &Article::new(1)).unwrap();
     let v: String = quiet
-        .get_or_load(&get(1), loads.of("x".to_string()))
+        .get_or_compute(&get(1), loads.of("x".to_string()))
         .unwrap();
     assert_eq!(
         v, "old",
@@ -188,7 +192,7 @@ fn nested_savepoints_three_deep(b: Backend) {
     let loads: Vec<Loads> = (0..4).map(|_| Loads::default()).collect();
     let read_all = |c: &Cache| {
         for (i, l) in loads.iter().enumerate().skip(1) {
-            let _: Vec<i64> = c.get_or_load(&list(i as i64), l.of(vec![])).unwrap();
+            let _: Vec<i64> = c.get_or_compute(&list(i as i64), l.of(vec![])).unwrap();
         }
     };
     read_all(&cache);
@@ -199,14 +203,14 @@ fn nested_savepoints_three_deep(b: Backend) {
     s2.on_insert("blog.article", &Article::new(2)).unwrap(); // category 2
     let s3 = s2.savepoint().unwrap();
     s3.on_insert("blog.article", &Article::new(3)).unwrap(); // category 3
-    let deep: Vec<i64> = s3.get_or_load(&list(1), || vec![1]).unwrap();
+    let deep: Vec<i64> = s3.get_or_compute(&list(1), || vec![1]).unwrap();
     assert_eq!(
         deep,
         vec![1],
         "the deepest savepoint sees its ancestors' writes"
     );
     s3.release().unwrap();
-    let in_s2: Vec<i64> = s2.get_or_load(&list(3), || vec![3]).unwrap();
+    let in_s2: Vec<i64> = s2.get_or_compute(&list(3), || vec![3]).unwrap();
     assert_eq!(in_s2, vec![3], "released into s2");
     s2.rollback(); // discards categories 2 and 3
     s1.release().unwrap();
@@ -236,15 +240,17 @@ fn commit_promotes_only_entries_whose_stamps_are_current(b: Backend) {
     let loads = Loads::default();
     let a = cache.atomic();
     a.on_insert("blog.article", &Article::new(1)).unwrap(); // category 1: the table is written
-    let two: Vec<i64> = a.get_or_load(&list(2), loads.of(vec![2])).unwrap();
-    let three: Vec<i64> = a.get_or_load(&list(3), loads.of(vec![3])).unwrap();
+    let two: Vec<i64> = a.get_or_compute(&list(2), loads.of(vec![2])).unwrap();
+    let three: Vec<i64> = a.get_or_compute(&list(3), loads.of(vec![3])).unwrap();
     assert_eq!((two, three, loads.count()), (vec![2], vec![3], 2));
     // Another transaction commits a write to category 3 before A commits.
     cache.on_insert("blog.article", &Article::new(3)).unwrap();
     a.commit().unwrap();
-    let two: Vec<i64> = cache.get_or_load(&list(2), loads.of(vec![0])).unwrap();
+    let two: Vec<i64> = cache.get_or_compute(&list(2), loads.of(vec![0])).unwrap();
     assert_eq!(two, vec![2], "promoted: its stamps were still current");
-    let three: Vec<i64> = cache.get_or_load(&list(3), loads.of(vec![3, 103])).unwrap();
+    let three: Vec<i64> = cache
+        .get_or_compute(&list(3), loads.of(vec![3, 103]))
+        .unwrap();
     assert_eq!(
         three,
         vec![3, 103],
@@ -260,15 +266,15 @@ fn repeatable_read_never_fills_the_shared_tiers(b: Backend) {
         let before = loads.count();
         let scope = cache.atomic_with(iso);
         assert_eq!(scope.isolation(), iso);
-        let _: Vec<i64> = scope.get_or_load(&list(5), loads.of(vec![5])).unwrap();
-        let _: Vec<i64> = scope.get_or_load(&list(5), loads.of(vec![5])).unwrap();
+        let _: Vec<i64> = scope.get_or_compute(&list(5), loads.of(vec![5])).unwrap();
+        let _: Vec<i64> = scope.get_or_compute(&list(5), loads.of(vec![5])).unwrap();
         assert_eq!(
             loads.count(),
             before + 1,
             "kept in the overlay for the transaction"
         );
         scope.commit().unwrap();
-        let _: Vec<i64> = cache.get_or_load(&list(5), loads.of(vec![5])).unwrap();
+        let _: Vec<i64> = cache.get_or_compute(&list(5), loads.of(vec![5])).unwrap();
         assert_eq!(loads.count(), before + 2, "but not in the shared tiers");
         cache.invalidate_all().unwrap();
     }
@@ -277,15 +283,17 @@ fn repeatable_read_never_fills_the_shared_tiers(b: Backend) {
 fn a_savepoint_released_after_its_root_committed_still_invalidates(b: Backend) {
     let cache = b.builder("late_sp").build_for(b).unwrap();
     let loads = Loads::default();
-    let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1])).unwrap();
+    let _: Vec<i64> = cache.get_or_compute(&list(1), loads.of(vec![1])).unwrap();
     let root = cache.atomic();
     let sp = root.savepoint().unwrap();
     sp.on_insert("blog.article", &Article::new(1)).unwrap();
     root.commit().unwrap();
-    let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1])).unwrap();
+    let _: Vec<i64> = cache.get_or_compute(&list(1), loads.of(vec![1])).unwrap();
     assert_eq!(loads.count(), 1, "not yet: the savepoint is open");
     sp.release().unwrap();
-    let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1, 101])).unwrap();
+    let _: Vec<i64> = cache
+        .get_or_compute(&list(1), loads.of(vec![1, 101]))
+        .unwrap();
     assert_eq!(loads.count(), 2, "released: applied at once, not lost");
 }
 
@@ -295,7 +303,7 @@ fn a_finished_scope_refuses_reads(b: Backend) {
     let view = root.no_invalidation();
     root.commit().unwrap();
     assert!(matches!(
-        view.get_or_load(&get(1), || "x".to_string()),
+        view.get_or_compute(&get(1), || "x".to_string()),
         Err(Error::Scope(_))
     ));
     assert!(matches!(view.savepoint(), Err(Error::Scope(_))));
@@ -329,7 +337,7 @@ fn a_savepoint_of_a_released_savepoint_waits_for_the_root(b: Backend) {
         0,
         "applied before the commit"
     );
-    let v: Vec<i64> = root.get_or_load(&list(1), || vec![1]).unwrap();
+    let v: Vec<i64> = root.get_or_compute(&list(1), || vec![1]).unwrap();
     assert_eq!(v, vec![1]);
     root.rollback();
     assert_eq!(
@@ -338,7 +346,7 @@ fn a_savepoint_of_a_released_savepoint_waits_for_the_root(b: Backend) {
         "a rolled back write was invalidated"
     );
     let loads = Loads::default();
-    let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![])).unwrap();
+    let _: Vec<i64> = cache.get_or_compute(&list(1), loads.of(vec![])).unwrap();
     assert_eq!(
         loads.count(),
         1,
@@ -349,13 +357,15 @@ fn a_savepoint_of_a_released_savepoint_waits_for_the_root(b: Backend) {
 fn a_savepoint_open_at_the_root_commit_is_committed_with_it(b: Backend) {
     let cache = b.builder("sp_open_commit").build_for(b).unwrap();
     let loads = Loads::default();
-    let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1])).unwrap();
+    let _: Vec<i64> = cache.get_or_compute(&list(1), loads.of(vec![1])).unwrap();
     let root = cache.atomic();
     let sp = root.savepoint().unwrap();
     sp.on_insert("blog.article", &Article::new(1)).unwrap();
     root.commit().unwrap();
     drop(sp); // COMMIT included the savepoint's write: its invalidation must run
-    let _: Vec<i64> = cache.get_or_load(&list(1), loads.of(vec![1, 101])).unwrap();
+    let _: Vec<i64> = cache
+        .get_or_compute(&list(1), loads.of(vec![1, 101]))
+        .unwrap();
     assert_eq!(loads.count(), 2);
 }
 
@@ -366,13 +376,13 @@ fn very_many_written_rows_collapse_to_whole_tables(b: Backend) {
         .build_for(b)
         .unwrap();
     let loads = Loads::default();
-    let _: Vec<i64> = cache.get_or_load(&list(50), loads.of(vec![50])).unwrap();
+    let _: Vec<i64> = cache.get_or_compute(&list(50), loads.of(vec![50])).unwrap();
     let scope = cache.atomic();
     for i in 0..20 {
         scope.on_insert("blog.article", &Article::new(i)).unwrap(); // categories 0..19
     }
     scope.commit().unwrap();
-    let _: Vec<i64> = cache.get_or_load(&list(50), loads.of(vec![50])).unwrap();
+    let _: Vec<i64> = cache.get_or_compute(&list(50), loads.of(vec![50])).unwrap();
     assert_eq!(
         loads.count(),
         2,

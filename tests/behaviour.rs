@@ -66,14 +66,14 @@ fn identical_reads_load_once(b: Backend) {
     let loads = Loads::default();
     for _ in 0..3 {
         let a: Article = cache
-            .get_or_load(&article_get(1), loads.of(Article::new(1)))
+            .get_or_compute(&article_get(1), loads.of(Article::new(1)))
             .unwrap();
         assert_eq!(a, Article::new(1));
     }
     assert_eq!(loads.count(), 1);
     // A different read is a different entry.
     let _: Article = cache
-        .get_or_load(&article_get(2), loads.of(Article::new(2)))
+        .get_or_compute(&article_get(2), loads.of(Article::new(2)))
         .unwrap();
     assert_eq!(loads.count(), 2);
 }
@@ -82,10 +82,10 @@ fn update_invalidates_get_of_that_row_only(b: Backend) {
     let cache = b.builder("update_get").build_for(b).unwrap();
     let (one, two) = (Loads::default(), Loads::default());
     let _: Article = cache
-        .get_or_load(&article_get(1), one.of(Article::new(1)))
+        .get_or_compute(&article_get(1), one.of(Article::new(1)))
         .unwrap();
     let _: Article = cache
-        .get_or_load(&article_get(2), two.of(Article::new(2)))
+        .get_or_compute(&article_get(2), two.of(Article::new(2)))
         .unwrap();
     let old = Article::new(1);
     let new = Article {
@@ -94,11 +94,11 @@ fn update_invalidates_get_of_that_row_only(b: Backend) {
     };
     cache.on_update("blog.article", &old, &new).unwrap();
     let got: Article = cache
-        .get_or_load(&article_get(1), one.of(new.clone()))
+        .get_or_compute(&article_get(1), one.of(new.clone()))
         .unwrap();
     assert_eq!(got.title, "changed");
     let _: Article = cache
-        .get_or_load(&article_get(2), two.of(Article::new(2)))
+        .get_or_compute(&article_get(2), two.of(Article::new(2)))
         .unwrap();
     assert_eq!((one.count(), two.count()), (2, 1));
 }
@@ -109,7 +109,7 @@ fn update_invalidates_reads_of_old_and_new_values(b: Backend) {
     let read_all = |cache: &Cache| {
         for (c, l) in loads.iter().enumerate() {
             let _: Vec<i64> = cache
-                .get_or_load(&category_list(c as i64 + 1), l.of(vec![]))
+                .get_or_compute(&category_list(c as i64 + 1), l.of(vec![]))
                 .unwrap();
         }
     };
@@ -139,13 +139,13 @@ fn insert_invalidates_matching_lists_and_counts_only(b: Backend) {
     );
     let read = |cache: &Cache| {
         let _: Vec<i64> = cache
-            .get_or_load(&category_list(1), l1.of(vec![1]))
+            .get_or_compute(&category_list(1), l1.of(vec![1]))
             .unwrap();
-        let _: u64 = cache.get_or_load(&category_count(1), c1.of(1)).unwrap();
+        let _: u64 = cache.get_or_compute(&category_count(1), c1.of(1)).unwrap();
         let _: Vec<i64> = cache
-            .get_or_load(&category_list(2), l2.of(vec![2]))
+            .get_or_compute(&category_list(2), l2.of(vec![2]))
             .unwrap();
-        let _: u64 = cache.get_or_load(&category_count(2), c2.of(1)).unwrap();
+        let _: u64 = cache.get_or_compute(&category_count(2), c2.of(1)).unwrap();
     };
     read(&cache);
     cache.on_insert("blog.article", &Article::new(201)).unwrap(); // category 1
@@ -165,8 +165,8 @@ fn boolean_flip_invalidates_reads_of_old_value(b: Backend) {
     };
     let (yes, no) = (Loads::default(), Loads::default());
     let read = |cache: &Cache| {
-        let _: u64 = cache.get_or_load(&published(true), yes.of(66)).unwrap();
-        let _: u64 = cache.get_or_load(&published(false), no.of(34)).unwrap();
+        let _: u64 = cache.get_or_compute(&published(true), yes.of(66)).unwrap();
+        let _: u64 = cache.get_or_compute(&published(false), no.of(34)).unwrap();
     };
     read(&cache);
     let old = Article::new(3); // category 3, published = false (3 % 3 == 0)
@@ -193,9 +193,9 @@ fn other_and_negated_conditions_die_on_any_write(b: Backend) {
         .filter(Cond::other("id > 500"));
     let (r, n, m) = (Loads::default(), Loads::default(), Loads::default());
     let read = |cache: &Cache| {
-        let _: Vec<i64> = cache.get_or_load(&ranged, r.of(vec![])).unwrap();
-        let _: Vec<i64> = cache.get_or_load(&negated, n.of(vec![])).unwrap();
-        let _: Vec<i64> = cache.get_or_load(&mixed, m.of(vec![])).unwrap();
+        let _: Vec<i64> = cache.get_or_compute(&ranged, r.of(vec![])).unwrap();
+        let _: Vec<i64> = cache.get_or_compute(&negated, n.of(vec![])).unwrap();
+        let _: Vec<i64> = cache.get_or_compute(&mixed, m.of(vec![])).unwrap();
     };
     read(&cache);
     read(&cache);
@@ -212,8 +212,8 @@ fn in_and_is_null_are_granular(b: Backend) {
     let orphans = Read::fetch("blog.comment").filter(Cond::is_null("article_id"));
     let (l, o) = (Loads::default(), Loads::default());
     let read = |cache: &Cache| {
-        let _: Vec<i64> = cache.get_or_load(&listed, l.of(vec![])).unwrap();
-        let _: Vec<i64> = cache.get_or_load(&orphans, o.of(vec![])).unwrap();
+        let _: Vec<i64> = cache.get_or_compute(&listed, l.of(vec![])).unwrap();
+        let _: Vec<i64> = cache.get_or_compute(&orphans, o.of(vec![])).unwrap();
     };
     read(&cache);
     cache.on_insert("blog.article", &Article::new(3)).unwrap();
@@ -243,7 +243,7 @@ fn join_condition_dies_on_matching_write_to_joined_table_only(b: Backend) {
         .filter(Cond::eq(("blog.author", "name"), "ann"));
     let loads = Loads::default();
     let read = |cache: &Cache| {
-        let _: Vec<i64> = cache.get_or_load(&by_ann, loads.of(vec![1])).unwrap();
+        let _: Vec<i64> = cache.get_or_compute(&by_ann, loads.of(vec![1])).unwrap();
     };
     read(&cache);
     let bob = Row::new().with("id", 2).with("name", "bob");
@@ -264,9 +264,9 @@ fn invalidated_update_moves_rows_between_categories(b: Backend) {
     let cache = b.builder("bulk").build_for(b).unwrap();
     let (c1, c2, c3) = (Loads::default(), Loads::default(), Loads::default());
     let read = |cache: &Cache| {
-        let _: u64 = cache.get_or_load(&category_count(1), c1.of(0)).unwrap();
-        let _: u64 = cache.get_or_load(&category_count(2), c2.of(0)).unwrap();
-        let _: u64 = cache.get_or_load(&category_count(3), c3.of(0)).unwrap();
+        let _: u64 = cache.get_or_compute(&category_count(1), c1.of(0)).unwrap();
+        let _: u64 = cache.get_or_compute(&category_count(2), c2.of(0)).unwrap();
+        let _: u64 = cache.get_or_compute(&category_count(3), c3.of(0)).unwrap();
     };
     read(&cache);
     let old: Vec<Article> = [1, 101, 201].map(Article::new).to_vec();
@@ -292,7 +292,7 @@ fn cached_as_with_two_dependencies(b: Backend) {
             .cached_as([Dep::from(category_count(1)), Dep::table("blog.author")])
             .name("report")
             .args(&year)
-            .get_or_load(loads.of(format!("report {year}")))
+            .get_or_compute(loads.of(format!("report {year}")))
             .unwrap()
     };
     assert_eq!(report(&cache, 2026), "report 2026");
@@ -317,7 +317,7 @@ fn cached_as_with_two_dependencies(b: Backend) {
         .name("report")
         .args(&2026)
         .extra("v2")
-        .get_or_load(loads.of("v2".to_string()))
+        .get_or_compute(loads.of("v2".to_string()))
         .unwrap();
     assert_eq!(with_extra, "v2");
     assert_eq!(loads.count(), 5);
@@ -328,7 +328,7 @@ fn invalidation_inside_loader_leaves_nothing_served(b: Backend) {
     let loads = Loads::default();
     let c2 = cache.clone();
     let stale: Vec<i64> = cache
-        .get_or_load(&category_list(4), || {
+        .get_or_compute(&category_list(4), || {
             // The database is read, then a writer commits and invalidates before we store.
             let result = vec![4];
             c2.on_insert("blog.article", &Article::new(104)).unwrap();
@@ -337,7 +337,7 @@ fn invalidation_inside_loader_leaves_nothing_served(b: Backend) {
         .unwrap();
     assert_eq!(stale, vec![4]);
     let fresh: Vec<i64> = cache
-        .get_or_load(&category_list(4), loads.of(vec![4, 104]))
+        .get_or_compute(&category_list(4), loads.of(vec![4, 104]))
         .unwrap();
     assert_eq!(
         fresh,
@@ -350,14 +350,20 @@ fn invalidation_inside_loader_leaves_nothing_served(b: Backend) {
 fn no_invalidation_handle_does_not_invalidate(b: Backend) {
     let cache = b.builder("noinval").build_for(b).unwrap();
     let loads = Loads::default();
-    let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(1), loads.of(1))
+        .unwrap();
     let quiet = cache.no_invalidation();
     quiet.on_insert("blog.article", &Article::new(1)).unwrap();
     quiet.invalidate_model("blog.article").unwrap();
-    let _: u64 = quiet.get_or_load(&category_count(1), loads.of(1)).unwrap();
+    let _: u64 = quiet
+        .get_or_compute(&category_count(1), loads.of(1))
+        .unwrap();
     assert_eq!(loads.count(), 1);
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
-    let _: u64 = cache.get_or_load(&category_count(1), loads.of(2)).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(1), loads.of(2))
+        .unwrap();
     assert_eq!(loads.count(), 2);
 }
 
@@ -368,11 +374,17 @@ fn entries_expire_after_their_timeout(b: Backend) {
         .build_for(b)
         .unwrap();
     let loads = Loads::default();
-    let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
-    let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(1), loads.of(1))
+        .unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(1), loads.of(1))
+        .unwrap();
     assert_eq!(loads.count(), 1);
     std::thread::sleep(Duration::from_millis(450));
-    let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(1), loads.of(1))
+        .unwrap();
     assert_eq!(loads.count(), 2);
 }
 
@@ -384,8 +396,8 @@ fn prefixes_keep_caches_apart(b: Backend) {
     let a = url_builder("a").build_for(b).unwrap();
     let bb = url_builder("b").build_for(b).unwrap();
     let loads = Loads::default();
-    let _: u64 = a.get_or_load(&category_count(1), loads.of(1)).unwrap();
-    let _: u64 = bb.get_or_load(&category_count(1), loads.of(1)).unwrap();
+    let _: u64 = a.get_or_compute(&category_count(1), loads.of(1)).unwrap();
+    let _: u64 = bb.get_or_compute(&category_count(1), loads.of(1)).unwrap();
     assert_eq!(loads.count(), 2);
 }
 
@@ -403,9 +415,11 @@ fn computed_prefix_reaches_reads_of_the_same_db(b: Backend) {
     let cache = cache.unwrap();
     let (main, other) = (Loads::default(), Loads::default());
     let read = |cache: &Cache| {
-        let _: u64 = cache.get_or_load(&category_count(1), main.of(1)).unwrap();
         let _: u64 = cache
-            .get_or_load(&category_count(1).db("tenant2"), other.of(1))
+            .get_or_compute(&category_count(1), main.of(1))
+            .unwrap();
+        let _: u64 = cache
+            .get_or_compute(&category_count(1).db("tenant2"), other.of(1))
             .unwrap();
     };
     read(&cache);
@@ -428,15 +442,17 @@ fn db_agnostic_shares_entries_across_aliases(b: Backend) {
         .build_for(b)
         .unwrap();
     let loads = Loads::default();
-    let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
     let _: u64 = cache
-        .get_or_load(&category_count(1).db("replica"), loads.of(1))
+        .get_or_compute(&category_count(1), loads.of(1))
+        .unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(1).db("replica"), loads.of(1))
         .unwrap();
     assert_eq!(loads.count(), 1, "db_agnostic: one entry for both aliases");
     let authors = Read::count("blog.author");
-    let _: u64 = cache.get_or_load(&authors, loads.of(1)).unwrap();
+    let _: u64 = cache.get_or_compute(&authors, loads.of(1)).unwrap();
     let _: u64 = cache
-        .get_or_load(&authors.clone().db("replica"), loads.of(1))
+        .get_or_compute(&authors.clone().db("replica"), loads.of(1))
         .unwrap();
     assert_eq!(loads.count(), 3, "not db_agnostic: one entry per alias");
 }
@@ -450,7 +466,7 @@ fn cache_on_save_fills_the_get(b: Backend) {
     let a = Article::new(42);
     cache.on_insert("blog.article", &a).unwrap();
     let got: Article = cache
-        .get_or_load(&article_get(42), || {
+        .get_or_compute(&article_get(42), || {
             panic!("cache_on_save should have stored it")
         })
         .unwrap();
@@ -461,7 +477,7 @@ fn cache_on_save_fills_the_get(b: Backend) {
     };
     cache.on_update("blog.article", &a, &b2).unwrap();
     let got: Article = cache
-        .get_or_load(&article_get(42), || panic!("stored again on update"))
+        .get_or_compute(&article_get(42), || panic!("stored again on update"))
         .unwrap();
     assert_eq!(got.title, "new");
 }
@@ -470,9 +486,9 @@ fn invalidate_model_and_all(b: Backend) {
     let cache = b.builder("model").build_for(b).unwrap();
     let (art, auth) = (Loads::default(), Loads::default());
     let read = |cache: &Cache| {
-        let _: u64 = cache.get_or_load(&category_count(1), art.of(1)).unwrap();
+        let _: u64 = cache.get_or_compute(&category_count(1), art.of(1)).unwrap();
         let _: u64 = cache
-            .get_or_load(&Read::count("blog.author"), auth.of(1))
+            .get_or_compute(&Read::count("blog.author"), auth.of(1))
             .unwrap();
     };
     read(&cache);
@@ -492,7 +508,9 @@ fn disabled_cache_is_a_pass_through(b: Backend) {
     let cache = b.builder("disabled").enabled(false).build_for(b).unwrap();
     let loads = Loads::default();
     for _ in 0..3 {
-        let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
+        let _: u64 = cache
+            .get_or_compute(&category_count(1), loads.of(1))
+            .unwrap();
     }
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
     cache.simple().set("k", &1, Duration::from_secs(5)).unwrap();
@@ -514,7 +532,7 @@ fn profiles_decide_what_is_cached(b: Backend) {
     let twice = |read: &Read| {
         let before = loads.count();
         for _ in 0..2 {
-            let _: u64 = cache.get_or_load(read, loads.of(1)).unwrap();
+            let _: u64 = cache.get_or_compute(read, loads.of(1)).unwrap();
         }
         loads.count() - before
     };
@@ -560,13 +578,15 @@ fn events_report_reads_and_invalidations(b: Backend) {
         })
         .build_for(b)
         .unwrap();
-    let _: u64 = cache.get_or_load(&category_count(1), || 1).unwrap();
-    let _: u64 = cache.get_or_load(&category_count(1), || 1).unwrap();
-    let _: u64 = cache.get_or_load(&Read::count("blog.log"), || 1).unwrap();
+    let _: u64 = cache.get_or_compute(&category_count(1), || 1).unwrap();
+    let _: u64 = cache.get_or_compute(&category_count(1), || 1).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&Read::count("blog.log"), || 1)
+        .unwrap();
     let _: u64 = cache
         .cached_as([Dep::table("blog.x")])
         .name("f")
-        .get_or_load(|| 1)
+        .get_or_compute(|| 1)
         .unwrap();
     let a = Article::new(1);
     cache.on_update("blog.article", &a, &a).unwrap();
@@ -622,22 +642,28 @@ fn simple_cache_distinguishes_misses(b: Backend) {
 
 fn loader_errors_store_nothing(b: Backend) {
     let cache = b.builder("loader_err").build_for(b).unwrap();
-    let r: Result<u64, _> = cache.try_get_or_load(&category_count(1), || Err("db down"));
+    let r: Result<u64, _> = cache.get_or_load(&category_count(1), || Err("db down"));
     assert!(matches!(r, Err(stampcache::LoadError::Loader("db down"))));
     let loads = Loads::default();
-    let v: u64 = cache.get_or_load(&category_count(1), loads.of(7)).unwrap();
+    let v: u64 = cache
+        .get_or_compute(&category_count(1), loads.of(7))
+        .unwrap();
     assert_eq!((v, loads.count()), (7, 1));
 }
 
 fn incomplete_row_image_invalidates_whole_table(b: Backend) {
     let cache = b.builder("incomplete").build_for(b).unwrap();
     let loads = Loads::default();
-    let _: u64 = cache.get_or_load(&category_count(9), loads.of(1)).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(9), loads.of(1))
+        .unwrap();
     // This image lacks `category`: it cannot say which category lists it touches.
     cache
         .invalidate_obj("blog.article", &Row::new().with("id", 5))
         .unwrap();
-    let _: u64 = cache.get_or_load(&category_count(9), loads.of(1)).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(9), loads.of(1))
+        .unwrap();
     assert_eq!(loads.count(), 2);
 }
 
@@ -645,10 +671,10 @@ fn values_of_equal_integers_share_keys(b: Backend) {
     let cache = b.builder("ints").build_for(b).unwrap();
     let loads = Loads::default();
     let _: u64 = cache
-        .get_or_load(&Read::count("t.x").filter(Cond::eq("n", 3_u8)), loads.of(1))
+        .get_or_compute(&Read::count("t.x").filter(Cond::eq("n", 3_u8)), loads.of(1))
         .unwrap();
     let _: u64 = cache
-        .get_or_load(
+        .get_or_compute(
             &Read::count("t.x").filter(Cond::eq("n", 3_i64)),
             loads.of(1),
         )
@@ -658,7 +684,7 @@ fn values_of_equal_integers_share_keys(b: Backend) {
         .invalidate_obj("t.x", &Row::new().with("n", 3_i32))
         .unwrap();
     let _: u64 = cache
-        .get_or_load(&Read::count("t.x").filter(Cond::eq("n", 3.0)), loads.of(1))
+        .get_or_compute(&Read::count("t.x").filter(Cond::eq("n", 3.0)), loads.of(1))
         .unwrap();
     assert_eq!(loads.count(), 2);
 }
@@ -671,9 +697,9 @@ fn skipped_fields_widen_and_are_left_out(b: Backend) {
         .unwrap();
     let loads = Loads::default();
     let by_body = Read::fetch("blog.article").filter(Cond::eq("body", "x"));
-    let _: Vec<i64> = cache.get_or_load(&by_body, loads.of(vec![])).unwrap();
+    let _: Vec<i64> = cache.get_or_compute(&by_body, loads.of(vec![])).unwrap();
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
-    let _: Vec<i64> = cache.get_or_load(&by_body, loads.of(vec![])).unwrap();
+    let _: Vec<i64> = cache.get_or_compute(&by_body, loads.of(vec![])).unwrap();
     assert_eq!(
         loads.count(),
         2,
@@ -719,7 +745,7 @@ fn concurrent_readers_never_see_a_value_older_than_a_finished_write(b: Backend) 
                 i += 1;
                 let floor = committed[c].load(Ordering::SeqCst);
                 let got: u64 = cache
-                    .get_or_load(&category_count(c as i64), || db[c].load(Ordering::SeqCst))
+                    .get_or_compute(&category_count(c as i64), || db[c].load(Ordering::SeqCst))
                     .unwrap();
                 assert!(
                     got >= floor,
@@ -760,7 +786,7 @@ fn stale_while_revalidate_within_the_grace_only(b: Backend) {
         .build_for(b)
         .unwrap();
     let first = cache
-        .get_or_load_answer(&category_count(1), || 1u64)
+        .get_or_compute_answer(&category_count(1), || 1u64)
         .unwrap();
     assert!(!first.stale);
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
@@ -769,7 +795,7 @@ fn stale_while_revalidate_within_the_grace_only(b: Backend) {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let c = cache.clone();
     let reloader = std::thread::spawn(move || {
-        c.get_or_load_answer(&category_count(1), || {
+        c.get_or_compute_answer(&category_count(1), || {
             started_tx.send(()).unwrap();
             done_rx.recv().unwrap();
             2u64
@@ -778,7 +804,7 @@ fn stale_while_revalidate_within_the_grace_only(b: Backend) {
     });
     started_rx.recv().unwrap();
     let during = cache
-        .get_or_load_answer(&category_count(1), || -> u64 {
+        .get_or_compute_answer(&category_count(1), || -> u64 {
             panic!("a second loader ran")
         })
         .unwrap();
@@ -789,7 +815,7 @@ fn stale_while_revalidate_within_the_grace_only(b: Backend) {
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
     std::thread::sleep(Duration::from_millis(800));
     let late = cache
-        .get_or_load_answer(&category_count(1), || 3u64)
+        .get_or_compute_answer(&category_count(1), || 3u64)
         .unwrap();
     assert_eq!(
         (*late.value, late.stale),
@@ -807,16 +833,16 @@ fn a_snapshot_transaction_never_refills_a_stale_entry(b: Backend) {
         )
         .build_for(b)
         .unwrap();
-    let _: u64 = cache.get_or_load(&category_count(1), || 1).unwrap();
+    let _: u64 = cache.get_or_compute(&category_count(1), || 1).unwrap();
     cache.on_insert("blog.article", &Article::new(1)).unwrap();
     // A REPEATABLE READ transaction whose snapshot predates the insert reads the old count.
     let scope = cache.atomic_with(stampcache::Isolation::RepeatableRead);
-    let seen: u64 = scope.get_or_load(&category_count(1), || 1).unwrap();
+    let seen: u64 = scope.get_or_compute(&category_count(1), || 1).unwrap();
     assert_eq!(seen, 1);
     scope.commit().unwrap();
     let loads = Loads::default();
     let now = cache
-        .get_or_load_answer(&category_count(1), loads.of(2u64))
+        .get_or_compute_answer(&category_count(1), loads.of(2u64))
         .unwrap();
     assert!(
         *now.value == 2 || now.stale,
@@ -833,8 +859,12 @@ fn absurd_timeouts_are_clamped_not_panics(b: Backend) {
         .build_for(b)
         .unwrap();
     let loads = Loads::default();
-    let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
-    let _: u64 = cache.get_or_load(&category_count(1), loads.of(1)).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(1), loads.of(1))
+        .unwrap();
+    let _: u64 = cache
+        .get_or_compute(&category_count(1), loads.of(1))
+        .unwrap();
     assert_eq!(loads.count(), 1);
 }
 
@@ -846,22 +876,24 @@ fn prepared_reads_behave_like_reads(b: Backend) {
         .unwrap();
     let loads = Loads::default();
     let hot = cache.prepare(&category_count(1));
-    let v: u64 = hot.get_or_load(loads.of(1)).unwrap();
-    let w: u64 = cache.get_or_load(&category_count(1), loads.of(9)).unwrap();
-    let x: u64 = hot.get_or_load(loads.of(9)).unwrap();
+    let v: u64 = hot.get_or_compute(loads.of(1)).unwrap();
+    let w: u64 = cache
+        .get_or_compute(&category_count(1), loads.of(9))
+        .unwrap();
+    let x: u64 = hot.get_or_compute(loads.of(9)).unwrap();
     assert_eq!(
         (v, w, x, loads.count()),
         (1, 1, 1, 1),
         "one entry for both forms"
     );
     cache.on_insert("blog.article", &Article::new(2)).unwrap(); // category 2
-    let _: u64 = hot.get_or_load(loads.of(9)).unwrap();
+    let _: u64 = hot.get_or_compute(loads.of(9)).unwrap();
     assert_eq!(loads.count(), 1);
     cache.on_insert("blog.article", &Article::new(1)).unwrap(); // category 1
-    let v: u64 = hot.get_or_load(loads.of(2)).unwrap();
+    let v: u64 = hot.get_or_compute(loads.of(2)).unwrap();
     assert_eq!((v, loads.count()), (2, 2));
     let never = cache.prepare(&Read::count("blog.log"));
-    let _: u64 = never.get_or_load(loads.of(0)).unwrap();
-    let _: u64 = never.get_or_load(loads.of(0)).unwrap();
+    let _: u64 = never.get_or_compute(loads.of(0)).unwrap();
+    let _: u64 = never.get_or_compute(loads.of(0)).unwrap();
     assert_eq!(loads.count(), 4, "a bypassed read stays bypassed");
 }

@@ -115,7 +115,7 @@ impl Cached {
     /// Reads through the cache; returns how often the loader ran so far.
     fn read(&self, cache: &Cache) -> usize {
         let _: Vec<i64> = cache
-            .get_or_load(&self.read, self.loads.of(vec![1]))
+            .get_or_compute(&self.read, self.loads.of(vec![1]))
             .unwrap();
         self.loads.count()
     }
@@ -615,7 +615,7 @@ fn an_async_cache_is_invalidated_by_a_consumer_task() {
             async move {
                 let r = Read::fetch("article").filter(Cond::eq("category", c as i64 + 1));
                 let _: Vec<i64> = cache
-                    .get_or_load(&r, || async {
+                    .get_or_compute(&r, || async {
                         loads[c].fetch_add(1, Ordering::SeqCst);
                         vec![1]
                     })

@@ -215,7 +215,7 @@ impl Cached {
 
     fn read(&self, cache: &Cache) -> usize {
         let _: Vec<i64> = cache
-            .get_or_load(&self.read, self.loads.of(vec![1]))
+            .get_or_compute(&self.read, self.loads.of(vec![1]))
             .unwrap();
         self.loads.count()
     }

@@ -76,7 +76,7 @@ fn run_child(role: &str) {
                     let (cache, url) = (cache.clone(), url.clone());
                     std::thread::spawn(move || {
                         let v: Vec<u64> = cache
-                            .get_or_load(&read(), || slow_load(&url, Duration::from_millis(200)))
+                            .get_or_compute(&read(), || slow_load(&url, Duration::from_millis(200)))
                             .unwrap();
                         assert_eq!(v, vec![1]);
                     })
@@ -89,7 +89,7 @@ fn run_child(role: &str) {
         // Takes the lock and loads for far longer than the test waits: it will be killed.
         "hold" => {
             let _: Vec<u64> = cache
-                .get_or_load(&read(), || slow_load(&url, Duration::from_secs(60)))
+                .get_or_compute(&read(), || slow_load(&url, Duration::from_secs(60)))
                 .unwrap();
         }
         other => panic!("unknown role {other}"),
@@ -108,7 +108,7 @@ fn sixteen_threads_and_four_processes_load_once() {
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(start.saturating_sub(now_ms())));
                 let v: Vec<u64> = cache
-                    .get_or_load(&read(), || slow_load(&url, Duration::from_millis(200)))
+                    .get_or_compute(&read(), || slow_load(&url, Duration::from_millis(200)))
                     .unwrap();
                 v
             })
@@ -145,7 +145,7 @@ fn a_killed_lock_holder_is_taken_over_after_the_lock_time() {
             std::thread::spawn(move || {
                 barrier.wait();
                 let v: Vec<u64> = cache
-                    .get_or_load(&read(), || slow_load(&url, Duration::from_millis(100)))
+                    .get_or_compute(&read(), || slow_load(&url, Duration::from_millis(100)))
                     .unwrap();
                 v
             })
@@ -179,7 +179,7 @@ fn failing_loaders_wake_every_waiter_and_one_retries() {
             std::thread::spawn(move || {
                 barrier.wait();
                 let r = catch_unwind(AssertUnwindSafe(|| {
-                    cache.try_get_or_load(&read(), || {
+                    cache.get_or_load(&read(), || {
                         let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(100));
                         match n {
@@ -220,7 +220,7 @@ fn without_retries_waiters_get_an_error_at_once() {
             let (cache, barrier) = (cache.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                cache.try_get_or_load(&read(), || {
+                cache.get_or_load(&read(), || {
                     std::thread::sleep(Duration::from_millis(150));
                     Err::<Vec<u64>, _>("database error")
                 })
@@ -242,13 +242,13 @@ fn without_retries_waiters_get_an_error_at_once() {
 fn a_hit_costs_no_lock() {
     let server = RedisServer::start(&[]);
     let cache = builder(&server.url()).build().unwrap();
-    let _: Vec<u64> = cache.get_or_load(&read(), || vec![1]).unwrap();
+    let _: Vec<u64> = cache.get_or_compute(&read(), || vec![1]).unwrap();
     let mut monitor = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     use std::io::{BufRead, BufReader, Write};
     monitor.write_all(b"MONITOR\r\n").unwrap();
     let mut lines = BufReader::new(monitor.try_clone().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "+OK");
-    let _: Vec<u64> = cache.get_or_load(&read(), || unreachable!()).unwrap();
+    let _: Vec<u64> = cache.get_or_compute(&read(), || unreachable!()).unwrap();
     let mut conn = server.conn();
     let _: String = redis::cmd("ECHO")
         .arg("end-marker")
@@ -276,7 +276,7 @@ fn stale_while_revalidate_serves_the_old_value_during_one_reload() {
         .profile("blog.article", Profile::new().stale_while_revalidate(grace))
         .build()
         .unwrap();
-    let first = cache.get_or_load_answer(&read(), || vec![1u64]).unwrap();
+    let first = cache.get_or_compute_answer(&read(), || vec![1u64]).unwrap();
     assert_eq!(((*first.value).clone(), first.stale), (vec![1], false));
     cache
         .on_insert("blog.article", &common::Article::new(1))
@@ -284,7 +284,7 @@ fn stale_while_revalidate_serves_the_old_value_during_one_reload() {
 
     let (c, u) = (cache.clone(), url.clone());
     let reloader = std::thread::spawn(move || {
-        c.get_or_load_answer(&read(), || {
+        c.get_or_compute_answer(&read(), || {
             let _ = slow_load(&u, Duration::from_millis(500));
             vec![2u64]
         })
@@ -296,7 +296,7 @@ fn stale_while_revalidate_serves_the_old_value_during_one_reload() {
     let started = Instant::now();
     for _ in 0..100 {
         let a = cache
-            .get_or_load_answer(&read(), || -> Vec<u64> { panic!("a second loader ran") })
+            .get_or_compute_answer(&read(), || -> Vec<u64> { panic!("a second loader ran") })
             .unwrap();
         assert_eq!(((*a.value).clone(), a.stale), (vec![1], true));
     }
@@ -308,7 +308,7 @@ fn stale_while_revalidate_serves_the_old_value_during_one_reload() {
     let fresh = reloader.join().unwrap();
     assert_eq!(((*fresh.value).clone(), fresh.stale), (vec![2], false));
     assert_eq!(calls(&url), 1, "the loader ran once");
-    let after = cache.get_or_load_answer(&read(), || vec![0u64]).unwrap();
+    let after = cache.get_or_compute_answer(&read(), || vec![0u64]).unwrap();
     assert_eq!(((*after.value).clone(), after.stale), (vec![2], false));
 
     // Past the grace, an invalidated entry is never served.
@@ -316,7 +316,7 @@ fn stale_while_revalidate_serves_the_old_value_during_one_reload() {
         .on_insert("blog.article", &common::Article::new(1))
         .unwrap();
     std::thread::sleep(grace + Duration::from_millis(200));
-    let late = cache.get_or_load_answer(&read(), || vec![3u64]).unwrap();
+    let late = cache.get_or_compute_answer(&read(), || vec![3u64]).unwrap();
     assert_eq!(((*late.value).clone(), late.stale), (vec![3], false));
 
     // A profile that did not ask for it never gets a stale value.
@@ -324,7 +324,7 @@ fn stale_while_revalidate_serves_the_old_value_during_one_reload() {
     plain
         .on_insert("blog.article", &common::Article::new(1))
         .unwrap();
-    let v = plain.get_or_load_answer(&read(), || vec![4u64]).unwrap();
+    let v = plain.get_or_compute_answer(&read(), || vec![4u64]).unwrap();
     assert_eq!(((*v.value).clone(), v.stale), (vec![4], false));
 }
 
@@ -336,7 +336,7 @@ fn a_scope_that_wrote_never_waits_on_the_lock() {
     let (c, u) = (cache.clone(), url.clone());
     let holder = std::thread::spawn(move || {
         let _: Vec<u64> = c
-            .get_or_load(&read(), || slow_load(&u, Duration::from_millis(700)))
+            .get_or_compute(&read(), || slow_load(&u, Duration::from_millis(700)))
             .unwrap();
     });
     while calls(&url) == 0 {
@@ -347,7 +347,7 @@ fn a_scope_that_wrote_never_waits_on_the_lock() {
         .on_insert("blog.article", &common::Article::new(1))
         .unwrap();
     let started = Instant::now();
-    let v: Vec<u64> = scope.get_or_load(&read(), || vec![42]).unwrap();
+    let v: Vec<u64> = scope.get_or_compute(&read(), || vec![42]).unwrap();
     assert_eq!(v, vec![42], "the scope read its own transaction");
     assert!(
         started.elapsed() < Duration::from_millis(300),

@@ -38,7 +38,7 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 fn warm_local(cache: &Cache, read: &Read, value: u64) {
     let before = cache.stats().local.hits;
     wait_until("a local hit", Duration::from_secs(3), || {
-        let _: u64 = cache.get_or_load(read, || value).unwrap();
+        let _: u64 = cache.get_or_compute(read, || value).unwrap();
         cache.stats().local.hits > before
     });
 }
@@ -51,12 +51,12 @@ fn strict_hits_are_confirmed_and_see_other_processes_writes() {
         .unwrap();
     let b = builder(&server, "s:").build().unwrap();
     let loads = Loads::default();
-    let _: u64 = a.get_or_load(&count(1), loads.of(1)).unwrap();
-    let _: u64 = a.get_or_load(&count(1), loads.of(1)).unwrap();
+    let _: u64 = a.get_or_compute(&count(1), loads.of(1)).unwrap();
+    let _: u64 = a.get_or_compute(&count(1), loads.of(1)).unwrap();
     let st = a.stats().local;
     assert_eq!((loads.count(), st.hits, st.validations), (1, 1, 1));
     b.on_insert("blog.article", &Article::new(1)).unwrap();
-    let v: u64 = a.get_or_load(&count(1), loads.of(2)).unwrap();
+    let v: u64 = a.get_or_compute(&count(1), loads.of(2)).unwrap();
     assert_eq!(
         v, 2,
         "a strict local hit never outlives another process' invalidation"
@@ -76,7 +76,7 @@ fn tracked_stops_serving_within_100ms_of_another_process_write() {
     warm_local(&a, &count(1), 1);
     let validations = a.stats().local.validations;
     for _ in 0..10 {
-        let v: u64 = a.get_or_load(&count(1), || unreachable!()).unwrap();
+        let v: u64 = a.get_or_compute(&count(1), || unreachable!()).unwrap();
         assert_eq!(v, 1);
     }
     assert_eq!(
@@ -94,7 +94,7 @@ fn tracked_stops_serving_within_100ms_of_another_process_write() {
     assert!(status.success(), "writer process failed");
     let returned = Instant::now();
     wait_until("the fresh value", Duration::from_millis(100), || {
-        a.get_or_load(&count(1), || 2u64).unwrap() == 2
+        a.get_or_compute(&count(1), || 2u64).unwrap() == 2
     });
     println!(
         "    tracked: fresh {:?} after B returned",
@@ -128,7 +128,7 @@ fn killed_push_connection_serves_nothing_locally_until_back() {
     // Until the channel is back, reads go to Redis: no local hit, and no local fill.
     let hits = a.stats().local.hits;
     while !a.push_channel_up() {
-        let _: u64 = a.get_or_load(&count(1), || 1).unwrap();
+        let _: u64 = a.get_or_compute(&count(1), || 1).unwrap();
         assert_eq!(
             a.stats().local.hits,
             hits,
@@ -158,7 +158,7 @@ fn restarted_redis_leaves_no_tier_serving_old_values() {
     // Redis lost everything, so an invalidation made now would find nothing to delete:
     // the old values must not survive anywhere.
     for cache in [&tracked, &strict] {
-        let v: u64 = cache.get_or_load(&count(1), || 2).unwrap();
+        let v: u64 = cache.get_or_compute(&count(1), || 2).unwrap();
         assert_eq!(v, 2);
     }
 }
@@ -171,22 +171,22 @@ fn bounded_serves_unconfirmed_only_within_its_bound() {
         .build()
         .unwrap();
     let b = builder(&server, "b:").build().unwrap();
-    let _: u64 = a.get_or_load(&count(1), || 1).unwrap();
+    let _: u64 = a.get_or_compute(&count(1), || 1).unwrap();
     let filled = Instant::now();
     b.on_insert("blog.article", &Article::new(1)).unwrap();
-    let v: u64 = a.get_or_load(&count(1), || 2).unwrap();
+    let v: u64 = a.get_or_compute(&count(1), || 2).unwrap();
     if filled.elapsed() < bound {
         assert_eq!(v, 1, "within the bound the local copy answers");
     }
     std::thread::sleep(bound.saturating_sub(filled.elapsed()) + Duration::from_millis(10));
-    let v: u64 = a.get_or_load(&count(1), || 2).unwrap();
+    let v: u64 = a.get_or_compute(&count(1), || 2).unwrap();
     assert_eq!(
         v, 2,
         "past the bound it is confirmed, found dead and reloaded"
     );
     // Own writes take effect at once.
     a.on_insert("blog.article", &Article::new(1)).unwrap();
-    let v: u64 = a.get_or_load(&count(1), || 3).unwrap();
+    let v: u64 = a.get_or_compute(&count(1), || 3).unwrap();
     assert_eq!(v, 3);
 }
 
@@ -197,12 +197,12 @@ fn local_get_keeps_its_copy_but_reads_its_own_writes() {
         .build()
         .unwrap();
     let b = builder(&server, "l:").build().unwrap();
-    let _: u64 = a.get_or_load(&count(1), || 1).unwrap();
+    let _: u64 = a.get_or_compute(&count(1), || 1).unwrap();
     b.on_insert("blog.article", &Article::new(1)).unwrap();
-    let v: u64 = a.get_or_load(&count(1), || 2).unwrap();
+    let v: u64 = a.get_or_compute(&count(1), || 2).unwrap();
     assert_eq!(v, 1, "local_get is TTL-only, as in cacheops");
     a.on_insert("blog.article", &Article::new(1)).unwrap();
-    let v: u64 = a.get_or_load(&count(1), || 3).unwrap();
+    let v: u64 = a.get_or_compute(&count(1), || 3).unwrap();
     assert_eq!(v, 3, "but this process' own invalidations reach it");
 }
 
@@ -214,7 +214,7 @@ fn memory_shrinks_as_entries_leave() {
         .build()
         .unwrap();
     for c in 0..500 {
-        let _: u64 = a.get_or_load(&count(c), || 1).unwrap();
+        let _: u64 = a.get_or_compute(&count(c), || 1).unwrap();
     }
     let (entries, slots) = a.local_sizes();
     assert!(
@@ -234,17 +234,17 @@ fn values_are_shared_not_cloned_or_decoded() {
         .build()
         .unwrap();
     let first = a
-        .get_or_load_arc(&count(1), || vec![Article::new(1)])
+        .get_or_compute_arc(&count(1), || vec![Article::new(1)])
         .unwrap();
     let second = a
-        .get_or_load_arc(&count(1), || -> Vec<Article> { unreachable!() })
+        .get_or_compute_arc(&count(1), || -> Vec<Article> { unreachable!() })
         .unwrap();
     assert!(
         std::sync::Arc::ptr_eq(&first, &second),
         "a local hit clones the Arc"
     );
     // The same read asked as another type is a miss, not a panic.
-    let other: Vec<i64> = a.get_or_load(&count(1), || vec![7]).unwrap();
+    let other: Vec<i64> = a.get_or_compute(&count(1), || vec![7]).unwrap();
     assert_eq!(other, vec![7]);
 }
 
@@ -264,7 +264,7 @@ fn tracked_works_when_the_url_asks_for_resp3() {
     warm_local(&a, &count(1), 1);
     b.on_insert("blog.article", &Article::new(1)).unwrap();
     wait_until("the fresh value", Duration::from_millis(100), || {
-        a.get_or_load(&count(1), || 2u64).unwrap() == 2
+        a.get_or_compute(&count(1), || 2u64).unwrap() == 2
     });
 }
 
@@ -278,7 +278,7 @@ fn own_writes_reach_local_copies_after_redis_lost_everything() {
         warm_local(&a, &count(1), 1);
         let _: () = redis::cmd("FLUSHDB").query(&mut server.conn()).unwrap();
         a.on_insert("blog.article", &Article::new(1)).unwrap();
-        let v: u64 = a.get_or_load(&count(1), || 2).unwrap();
+        let v: u64 = a.get_or_compute(&count(1), || 2).unwrap();
         assert_eq!(
             v, 2,
             "{mode:?}: this process' write did not reach its local copy"
@@ -307,7 +307,7 @@ fn redis_unreachable_local_tiers_serve_only_what_they_may() {
     warm_local(&tracked, &count(1), 1);
     server.pause(); // frozen: no confirmation, no pushes
                     // Strict cannot confirm: it degrades to the loader, never to its local copy.
-    let v: u64 = strict.get_or_load(&count(1), || 2).unwrap();
+    let v: u64 = strict.get_or_compute(&count(1), || 2).unwrap();
     assert_eq!(v, 2, "strict served an unconfirmed local copy");
     // Tracked notices the silent channel within two heartbeats, then stops serving locally.
     wait_until(
@@ -315,7 +315,7 @@ fn redis_unreachable_local_tiers_serve_only_what_they_may() {
         Duration::from_secs(2),
         || !tracked.push_channel_up(),
     );
-    let v: u64 = tracked.get_or_load(&count(1), || 3).unwrap();
+    let v: u64 = tracked.get_or_compute(&count(1), || 3).unwrap();
     assert_eq!(v, 3, "tracked served locally without its push channel");
     server.resume();
 }

@@ -53,7 +53,7 @@ fn scope_commit_follows_the_database_commit() {
     let mut read_outside = |expect_load: bool| -> String {
         let before = loads.count();
         let v: String = cache
-            .get_or_load(&get1, || {
+            .get_or_compute(&get1, || {
                 loads.of(())();
                 title_of(&mut reader, &table, 1)
             })
@@ -83,7 +83,7 @@ fn scope_commit_follows_the_database_commit() {
     .unwrap();
     scope.on_update(&table, &old, &new).unwrap();
     let inside: String = scope
-        .get_or_load(&get1, || title_of(&mut tx, &table, 1))
+        .get_or_compute(&get1, || title_of(&mut tx, &table, 1))
         .unwrap();
     assert_eq!(inside, "new", "the scope sees its uncommitted write");
     assert_eq!(

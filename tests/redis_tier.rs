@@ -35,7 +35,7 @@ fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
         )
         .build()
         .unwrap();
-    let _: u64 = cache.get_or_load(&count(1), || 5).unwrap();
+    let _: u64 = cache.get_or_compute(&count(1), || 5).unwrap();
     let mut conn = server.conn();
     let entries = keys(&mut conn, "p:sc1:e:{blog.article}:*");
     assert_eq!(entries.len(), 1);
@@ -81,7 +81,7 @@ fn a_computed_prefix_still_serves_local_hits() {
         .build()
         .unwrap();
     for _ in 0..5 {
-        let _: u64 = cache.get_or_load(&count(1), || 1).unwrap();
+        let _: u64 = cache.get_or_compute(&count(1), || 1).unwrap();
     }
     assert_eq!(cache.stats().local.hits, 4);
 }
@@ -91,11 +91,11 @@ fn one_row_invalidation_is_one_round_trip_whatever_is_cached() {
     let server = RedisServer::start(&[]);
     let cache = Cache::from_url(&server.url()).unwrap();
     for c in 0..100 {
-        let _: u64 = cache.get_or_load(&count(c), || 1).unwrap();
+        let _: u64 = cache.get_or_compute(&count(c), || 1).unwrap();
     }
     for id in 0..500 {
         let _: u64 = cache
-            .get_or_load(&Read::get("blog.article").filter(Cond::eq("id", id)), || 1)
+            .get_or_compute(&Read::get("blog.article").filter(Cond::eq("id", id)), || 1)
             .unwrap();
     }
     // The first invalidation loads the script (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA).
@@ -143,7 +143,7 @@ fn corrupt_bytes_are_a_miss_and_an_event() {
     let read = Read::fetch("blog.article").filter(Cond::eq("category", 1));
     let loads = Loads::default();
     let _: Vec<String> = cache
-        .get_or_load(&read, loads.of(vec!["a".into()]))
+        .get_or_compute(&read, loads.of(vec!["a".into()]))
         .unwrap();
     let mut conn = server.conn();
     let entry = keys(&mut conn, "p:sc1:e:{blog.article}:*").remove(0);
@@ -157,13 +157,13 @@ fn corrupt_bytes_are_a_miss_and_an_event() {
         .query(&mut conn)
         .unwrap();
     let v: Vec<String> = cache
-        .get_or_load(&read, loads.of(vec!["b".into()]))
+        .get_or_compute(&read, loads.of(vec!["b".into()]))
         .unwrap();
     assert_eq!(v, vec!["b"]);
     assert_eq!(*failures.lock().unwrap(), 1);
     // The fresh value replaced the bad one.
     let v: Vec<String> = cache
-        .get_or_load(&read, loads.of(vec!["c".into()]))
+        .get_or_compute(&read, loads.of(vec!["c".into()]))
         .unwrap();
     assert_eq!(v, vec!["b"]);
     // Garbage without a valid checksum, and a short value: plain misses.
@@ -174,7 +174,7 @@ fn corrupt_bytes_are_a_miss_and_an_event() {
             .query(&mut conn)
             .unwrap();
         let v: Vec<String> = cache
-            .get_or_load(&read, loads.of(vec!["d".into()]))
+            .get_or_compute(&read, loads.of(vec!["d".into()]))
             .unwrap();
         assert_eq!(v, vec!["d"]);
     }
@@ -210,8 +210,8 @@ fn redis_stopped_with_degrade_runs_the_loader_and_replays_invalidations() {
     let cache = b.build().unwrap();
     let get1 = Read::get("blog.article").filter(Cond::eq("id", 1));
     let get2 = Read::get("blog.article").filter(Cond::eq("id", 2));
-    let _: String = cache.get_or_load(&get1, || "v1".to_string()).unwrap();
-    let _: String = cache.get_or_load(&get2, || "w1".to_string()).unwrap();
+    let _: String = cache.get_or_compute(&get1, || "v1".to_string()).unwrap();
+    let _: String = cache.get_or_compute(&get2, || "w1".to_string()).unwrap();
 
     server.pause(); // Redis keeps its data but answers nothing.
     let old = Article::new(1);
@@ -222,7 +222,7 @@ fn redis_stopped_with_degrade_runs_the_loader_and_replays_invalidations() {
     cache.on_update("blog.article", &old, &new).unwrap(); // queued
     assert!(cache.pending_invalidations() > 0);
     let started = std::time::Instant::now();
-    let v: String = cache.get_or_load(&get1, || "v2".to_string()).unwrap();
+    let v: String = cache.get_or_compute(&get1, || "v2".to_string()).unwrap();
     assert_eq!(v, "v2", "degraded: the loader answers");
     assert!(
         started.elapsed() < Duration::from_millis(150),
@@ -233,11 +233,11 @@ fn redis_stopped_with_degrade_runs_the_loader_and_replays_invalidations() {
     server.resume();
     std::thread::sleep(Duration::from_millis(350)); // past retry_after
                                                     // The queued invalidation is replayed before anything is read: v1 is never served.
-    let v: String = cache.get_or_load(&get1, || "v2".to_string()).unwrap();
+    let v: String = cache.get_or_compute(&get1, || "v2".to_string()).unwrap();
     assert_eq!(v, "v2");
     assert_eq!(cache.pending_invalidations(), 0);
     let w: String = cache
-        .get_or_load(&get2, || panic!("row 2 was not written"))
+        .get_or_compute(&get2, || panic!("row 2 was not written"))
         .unwrap();
     assert_eq!(w, "w1");
     assert_eq!(
@@ -263,18 +263,18 @@ fn redis_stopped_without_degrade_fails_and_still_keeps_invalidations() {
         .build()
         .unwrap();
     let get1 = Read::get("blog.article").filter(Cond::eq("id", 1));
-    let _: String = cache.get_or_load(&get1, || "v1".to_string()).unwrap();
+    let _: String = cache.get_or_compute(&get1, || "v1".to_string()).unwrap();
     server.pause();
     let err = cache
         .on_insert("blog.article", &Article::new(1))
         .unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     let err = cache
-        .get_or_load(&get1, || "never".to_string())
+        .get_or_compute(&get1, || "never".to_string())
         .unwrap_err();
     assert!(matches!(err, Error::Redis(_)), "{err}");
     server.resume();
-    let v: String = cache.get_or_load(&get1, || "v2".to_string()).unwrap();
+    let v: String = cache.get_or_compute(&get1, || "v2".to_string()).unwrap();
     assert_eq!(v, "v2", "the failed invalidation was replayed");
 }
 
@@ -289,14 +289,14 @@ fn redis_restarted_serves_nothing_old() {
         .build()
         .unwrap();
     let loads = Loads::default();
-    let _: u64 = cache.get_or_load(&count(1), loads.of(1)).unwrap();
+    let _: u64 = cache.get_or_compute(&count(1), loads.of(1)).unwrap();
     server.stop();
-    let v: u64 = cache.get_or_load(&count(1), loads.of(2)).unwrap();
+    let v: u64 = cache.get_or_compute(&count(1), loads.of(2)).unwrap();
     assert_eq!(v, 2, "down: the loader answers");
     server.restart();
-    let v: u64 = cache.get_or_load(&count(1), loads.of(3)).unwrap();
+    let v: u64 = cache.get_or_compute(&count(1), loads.of(3)).unwrap();
     assert_eq!(v, 3, "pooled connections to the old server are replaced");
-    let v: u64 = cache.get_or_load(&count(1), loads.of(4)).unwrap();
+    let v: u64 = cache.get_or_compute(&count(1), loads.of(4)).unwrap();
     assert_eq!(v, 3);
 }
 
@@ -318,12 +318,12 @@ fn urls_with_db_password_and_unix_socket() {
     let a = Cache::from_url(&tcp).unwrap();
     let b = Cache::from_url(&unix).unwrap();
     let loads = Loads::default();
-    let _: u64 = a.get_or_load(&count(1), loads.of(1)).unwrap();
-    let _: u64 = b.get_or_load(&count(1), loads.of(1)).unwrap();
+    let _: u64 = a.get_or_compute(&count(1), loads.of(1)).unwrap();
+    let _: u64 = b.get_or_compute(&count(1), loads.of(1)).unwrap();
     assert_eq!(loads.count(), 1, "both URLs reach database 3 of one server");
     let wrong = Cache::from_url(&format!("redis://:nope@127.0.0.1:{}/3", server.port)).unwrap();
     assert!(matches!(
-        wrong.get_or_load(&count(1), || 1u64),
+        wrong.get_or_compute(&count(1), || 1u64),
         Err(Error::Redis(_))
     ));
     assert!(matches!(Cache::from_url("http://x"), Err(Error::Config(_))));
@@ -354,7 +354,7 @@ fn eviction_under_volatile_lru_costs_misses_never_staleness() {
                 .filter(Cond::eq("category", c as i64))
                 .extra(format!("page {id}"));
             let want = (versions[c], body.clone());
-            let got: (u64, String) = cache.get_or_load(&read, || want.clone()).unwrap();
+            let got: (u64, String) = cache.get_or_compute(&read, || want.clone()).unwrap();
             assert_eq!(got.0, versions[c], "stale read in round {round}");
         }
     }
@@ -404,7 +404,9 @@ fn mixed_schemes_never_stale(cache: &Cache, rounds: usize, mut evict: impl FnMut
             let truth: u64 = rows.iter().filter(|r| r.category == c && r.flag).count() as u64;
             let read = Read::count("evict.item")
                 .filter(Cond::eq("category", c).and(Cond::eq("flag", true)));
-            let got: (u64, String) = cache.get_or_load(&read, || (truth, pad.clone())).unwrap();
+            let got: (u64, String) = cache
+                .get_or_compute(&read, || (truth, pad.clone()))
+                .unwrap();
             assert_eq!(got.0, truth, "stale count of category {c} in round {round}");
 
             let truth: Vec<i64> = rows
@@ -414,15 +416,16 @@ fn mixed_schemes_never_stale(cache: &Cache, rounds: usize, mut evict: impl FnMut
                 .collect();
             let read = Read::fetch("evict.item").filter(Cond::eq("category", c));
             let got: (Vec<i64>, String) = cache
-                .get_or_load(&read, || (truth.clone(), pad.clone()))
+                .get_or_compute(&read, || (truth.clone(), pad.clone()))
                 .unwrap();
             assert_eq!(got.0, truth, "stale list of category {c} in round {round}");
 
             let i = next(200) as usize;
             let truth = (rows[i].category, rows[i].flag);
             let read = Read::get("evict.item").filter(Cond::eq("id", i as i64));
-            let got: ((i64, bool), String) =
-                cache.get_or_load(&read, || (truth, pad.clone())).unwrap();
+            let got: ((i64, bool), String) = cache
+                .get_or_compute(&read, || (truth, pad.clone()))
+                .unwrap();
             assert_eq!(got.0, truth, "stale row {i} in round {round}");
             reads += 3;
         }
@@ -431,7 +434,9 @@ fn mixed_schemes_never_stale(cache: &Cache, rounds: usize, mut evict: impl FnMut
         evict(round);
         let read = Read::get("evict.item").filter(Cond::eq("id", 0));
         let truth = (rows[0].category, rows[0].flag);
-        let got: ((i64, bool), String) = cache.get_or_load(&read, || (truth, pad.clone())).unwrap();
+        let got: ((i64, bool), String) = cache
+            .get_or_compute(&read, || (truth, pad.clone()))
+            .unwrap();
         assert_eq!(got.0, truth, "stale row 0 in round {round}");
         for _ in 0..5 {
             let i = next(200) as usize;
@@ -520,7 +525,7 @@ fn an_idle_writers_queue_is_replayed_in_the_background(asynch: bool) {
     };
     let reader = builder().build().unwrap();
     let read = count(1);
-    let n: u64 = reader.get_or_load(&read, || 5).unwrap();
+    let n: u64 = reader.get_or_compute(&read, || 5).unwrap();
     assert_eq!(n, 5);
 
     let article = Article {
@@ -558,7 +563,7 @@ fn an_idle_writers_queue_is_replayed_in_the_background(asynch: bool) {
     server.resume();
     std::thread::sleep(Duration::from_secs(1));
     let loads = Loads::default();
-    let n: u64 = reader.get_or_load(&read, loads.of(6)).unwrap();
+    let n: u64 = reader.get_or_compute(&read, loads.of(6)).unwrap();
     assert_eq!(n, 6, "a read 1 s after Redis returned is fresh");
     assert_eq!(loads.count(), 1);
 }
@@ -588,7 +593,7 @@ fn dropping_the_last_handle_sends_what_is_queued() {
             .flush_on_drop(Duration::from_secs(2))
     };
     let reader = builder().build().unwrap();
-    let n: u64 = reader.get_or_load(&count(1), || 5).unwrap();
+    let n: u64 = reader.get_or_compute(&count(1), || 5).unwrap();
     assert_eq!(n, 5);
     let writer = builder().build().unwrap();
     let handle_too = writer.clone();
@@ -608,7 +613,7 @@ fn dropping_the_last_handle_sends_what_is_queued() {
     server.resume();
     drop(handle_too); // the last one: sends the queue before it returns
     let loads = Loads::default();
-    let n: u64 = reader.get_or_load(&count(1), loads.of(6)).unwrap();
+    let n: u64 = reader.get_or_compute(&count(1), loads.of(6)).unwrap();
     assert_eq!(
         (n, loads.count()),
         (6, 1),

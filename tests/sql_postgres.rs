@@ -167,11 +167,11 @@ fn every_row_postgresql_returns_invalidates_the_read() {
             }
             for (table, img) in images {
                 let Some(img) = img else { continue };
-                let _: u64 = cache.get_or_load(&read, || 1).unwrap();
+                let _: u64 = cache.get_or_compute(&read, || 1).unwrap();
                 cache.invalidate_rows(table, [img.clone()]).unwrap();
                 let mut reloaded = false;
                 let _: u64 = cache
-                    .get_or_load(&read, || {
+                    .get_or_compute(&read, || {
                         reloaded = true;
                         2
                     })

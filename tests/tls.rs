@@ -14,13 +14,13 @@ fn rediss_urls_reach_a_tls_server() {
     let cache = Cache::from_url(&server.url()).unwrap();
     let read = Read::count("blog.article").filter(Cond::eq("category", 1));
     let loads = Loads::default();
-    let _: u64 = cache.get_or_load(&read, loads.of(1)).unwrap();
-    let _: u64 = cache.get_or_load(&read, loads.of(1)).unwrap();
+    let _: u64 = cache.get_or_compute(&read, loads.of(1)).unwrap();
+    let _: u64 = cache.get_or_compute(&read, loads.of(1)).unwrap();
     assert_eq!(loads.count(), 1, "the second read is a hit over TLS");
     cache
         .invalidate_obj("blog.article", &stampcache::Row::new().with("category", 1))
         .unwrap();
-    let _: u64 = cache.get_or_load(&read, loads.of(2)).unwrap();
+    let _: u64 = cache.get_or_compute(&read, loads.of(2)).unwrap();
     assert_eq!(loads.count(), 2);
     let _ = std::fs::remove_dir_all(dir);
 }

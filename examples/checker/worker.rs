@@ -132,8 +132,8 @@ macro_rules! through {
         #[allow(unused_mut)]
         let mut load = $load;
         match $front {
-            Front::Blocking(c) => c.try_get_or_load(&$read, load),
-            Front::Async(c, rt) => rt.block_on(c.try_get_or_load(&$read, || async move { load() })),
+            Front::Blocking(c) => c.get_or_load(&$read, load),
+            Front::Async(c, rt) => rt.block_on(c.get_or_load(&$read, || async move { load() })),
         }
     }};
 }

@@ -27,7 +27,7 @@ use crate::Isolation;
 /// # async fn demo(cache: stampcache::AsyncCache) -> Result<(), stampcache::Error> {
 /// use stampcache::{Cond, Read};
 /// let read = Read::get("blog.article").filter(Cond::eq("id", 1));
-/// let title: String = cache.get_or_load(&read, || async { "from the database".to_string() }).await?;
+/// let title: String = cache.get_or_compute(&read, || async { "from the database".to_string() }).await?;
 /// # Ok(()) }
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

@@ -24,7 +24,7 @@ use crate::Isolation;
 /// use stampcache::{Cache, Cond, Read};
 /// let cache = Cache::embedded();
 /// let read = Read::get("blog.article").filter(Cond::eq("id", 1));
-/// let title: String = cache.get_or_load(&read, || "from the database".to_string()).unwrap();
+/// let title: String = cache.get_or_compute(&read, || "from the database".to_string()).unwrap();
 /// assert_eq!(title, "from the database");
 /// ```
 pub struct Cache<C: Codec = DefaultCodec> {

@@ -30,7 +30,7 @@ use crate::read::Dep;
 ///                 Dep::table("blog.author")])
 ///     .name("report")
 ///     .args(&(2026, "nov"))
-///     .get_or_load(|| 42)
+///     .get_or_compute(|| 42)
 ///     .unwrap();
 /// assert_eq!(total, 42);
 /// ```

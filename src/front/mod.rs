@@ -11,7 +11,7 @@
 //! | the time-only cache | [`Simple`] | [`AsyncSimple`] |
 //! | queries in sqlx's shape (feature `sqlx`) | | `query_as`, `query_scalar` |
 //!
-//! The read methods (`get_or_load` and its variants) and the write methods are generated
+//! The read methods (`get_or_compute` and its variants) and the write methods are generated
 //! from one description each (the macros below), so every handle offers the same set with
 //! the same documentation.
 
@@ -48,7 +48,7 @@ pub use scope::AsyncScope;
 #[cfg(feature = "tokio")]
 pub use simple::AsyncSimple;
 
-/// A value and whether it is stale (from the `get_or_load_answer` methods).
+/// A value and whether it is stale (from the `get_or_compute_answer` methods).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer<T> {
     /// The value.
@@ -110,21 +110,21 @@ use drive;
 /// `fn serve(&self, <args>, loader) -> Result<(Arc<T>, Served), LoadError<E>>`.
 macro_rules! blocking_reads {
     ($($arg:ident: $ty:ty),*) => {
-        /// Returns the cached result, or runs `loader`, stores and returns its result.
+        /// Like [`get_or_load`](Self::get_or_load) for a loader that cannot fail: returns
+        /// the cached result, or runs `loader`, stores and returns its result.
         ///
-        /// With the local tier on, a local hit clones the value out of its `Arc`; the
-        /// `_arc` variant shares it instead.
-        pub fn get_or_load<T, F>(&self, $($arg: $ty,)* loader: F) -> Result<T, Error>
+        /// A `loader` returning a `Result` belongs in `get_or_load`: a value whose type
+        /// is `Result` is refused with [`Error::ResultValue`], never cached.
+        pub fn get_or_compute<T, F>(&self, $($arg: $ty,)* loader: F) -> Result<T, Error>
         where
             T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
             F: FnOnce() -> T,
         {
-            self.get_or_load_arc($($arg,)* loader).map($crate::front::unwrap_arc)
+            self.get_or_compute_arc($($arg,)* loader).map($crate::front::unwrap_arc)
         }
 
-        /// Like `get_or_load`, sharing the value: a local hit clones an `Arc`, never the
-        /// value, and never decodes.
-        pub fn get_or_load_arc<T, F>(&self, $($arg: $ty,)* loader: F) -> Result<Arc<T>, Error>
+        /// Like `get_or_compute`, sharing the value (see `get_or_load_arc`).
+        pub fn get_or_compute_arc<T, F>(&self, $($arg: $ty,)* loader: F) -> Result<Arc<T>, Error>
         where
             T: Serialize + DeserializeOwned + Send + Sync + 'static,
             F: FnOnce() -> T,
@@ -134,11 +134,9 @@ macro_rules! blocking_reads {
                 .map_err(LoadError::into_cache_error)
         }
 
-        /// Like `get_or_load_arc`, saying whether the value is stale: with a profile's
-        /// [`stale_while_revalidate`](crate::Profile::stale_while_revalidate), a read of an
-        /// entry invalidated within the grace gets the previous value at once while one
-        /// caller reloads. Without that option, answers are never stale.
-        pub fn get_or_load_answer<T, F>(&self, $($arg: $ty,)* loader: F) -> Result<Answer<T>, Error>
+        /// Like `get_or_compute_arc`, saying whether the value is stale (see
+        /// `get_or_load_answer`).
+        pub fn get_or_compute_answer<T, F>(&self, $($arg: $ty,)* loader: F) -> Result<Answer<T>, Error>
         where
             T: Serialize + DeserializeOwned + Send + Sync + 'static,
             F: FnOnce() -> T,
@@ -148,18 +146,24 @@ macro_rules! blocking_reads {
                 .map_err(LoadError::into_cache_error)
         }
 
-        /// Like `get_or_load` with a loader that can fail. A loader error is returned as
-        /// is ([`LoadError::Loader`]) and nothing is stored.
-        pub fn try_get_or_load<T, E, F>(&self, $($arg: $ty,)* loader: F) -> Result<T, LoadError<E>>
+        /// Returns the cached result, or runs the loader, stores and returns its value.
+        ///
+        /// The loader can fail: its error is returned as is ([`LoadError::Loader`]) and
+        /// nothing is stored. A cache failure is [`LoadError::Cache`] (unless the cache
+        /// degrades to the loader); [`LoadError::flatten`] turns both into your error type.
+        /// With the local tier on, a local hit clones the value out of its `Arc`; the
+        /// `_arc` variant shares it instead.
+        pub fn get_or_load<T, E, F>(&self, $($arg: $ty,)* loader: F) -> Result<T, LoadError<E>>
         where
             T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
             F: FnOnce() -> Result<T, E>,
         {
-            self.try_get_or_load_arc($($arg,)* loader).map($crate::front::unwrap_arc)
+            self.get_or_load_arc($($arg,)* loader).map($crate::front::unwrap_arc)
         }
 
-        /// Like `try_get_or_load`, sharing the value.
-        pub fn try_get_or_load_arc<T, E, F>(&self, $($arg: $ty,)* loader: F) -> Result<Arc<T>, LoadError<E>>
+        /// Like `get_or_load`, sharing the value: a local hit clones an `Arc`, never the
+        /// value, and never decodes.
+        pub fn get_or_load_arc<T, E, F>(&self, $($arg: $ty,)* loader: F) -> Result<Arc<T>, LoadError<E>>
         where
             T: Serialize + DeserializeOwned + Send + Sync + 'static,
             F: FnOnce() -> Result<T, E>,
@@ -167,8 +171,11 @@ macro_rules! blocking_reads {
             self.serve($($arg,)* loader).map(|(v, _)| v)
         }
 
-        /// Like `get_or_load_answer` with a loader that can fail.
-        pub fn try_get_or_load_answer<T, E, F>(&self, $($arg: $ty,)* loader: F) -> Result<Answer<T>, LoadError<E>>
+        /// Like `get_or_load_arc`, saying whether the value is stale: with a profile's
+        /// [`stale_while_revalidate`](crate::Profile::stale_while_revalidate), a read of an
+        /// entry invalidated within the grace gets the previous value at once while one
+        /// caller reloads. Without that option, answers are never stale.
+        pub fn get_or_load_answer<T, E, F>(&self, $($arg: $ty,)* loader: F) -> Result<Answer<T>, LoadError<E>>
         where
             T: Serialize + DeserializeOwned + Send + Sync + 'static,
             F: FnOnce() -> Result<T, E>,
@@ -185,22 +192,22 @@ use blocking_reads;
 #[cfg(feature = "tokio")]
 macro_rules! async_reads {
     ($($arg:ident: $ty:ty),*) => {
-        /// Returns the cached result, or awaits `loader`, stores and returns its result.
+        /// Like [`get_or_load`](Self::get_or_load) for a loader that cannot fail: returns
+        /// the cached result, or awaits `loader`, stores and returns its result.
         ///
-        /// With the local tier on, a local hit clones the value out of its `Arc`; the
-        /// `_arc` variant shares it instead.
-        pub async fn get_or_load<T, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<T, Error>
+        /// A `loader` returning a `Result` belongs in `get_or_load`: a value whose type
+        /// is `Result` is refused with [`Error::ResultValue`], never cached.
+        pub async fn get_or_compute<T, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<T, Error>
         where
             T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
             F: FnOnce() -> Fut,
             Fut: ::std::future::Future<Output = T>,
         {
-            self.get_or_load_arc($($arg,)* loader).await.map($crate::front::unwrap_arc)
+            self.get_or_compute_arc($($arg,)* loader).await.map($crate::front::unwrap_arc)
         }
 
-        /// Like `get_or_load`, sharing the value: a local hit clones an `Arc`, never the
-        /// value, and never decodes.
-        pub async fn get_or_load_arc<T, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<Arc<T>, Error>
+        /// Like `get_or_compute`, sharing the value (see `get_or_load_arc`).
+        pub async fn get_or_compute_arc<T, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<Arc<T>, Error>
         where
             T: Serialize + DeserializeOwned + Send + Sync + 'static,
             F: FnOnce() -> Fut,
@@ -212,11 +219,9 @@ macro_rules! async_reads {
                 .map_err(LoadError::into_cache_error)
         }
 
-        /// Like `get_or_load_arc`, saying whether the value is stale: with a profile's
-        /// [`stale_while_revalidate`](crate::Profile::stale_while_revalidate), a read of an
-        /// entry invalidated within the grace gets the previous value at once while one
-        /// caller reloads. Without that option, answers are never stale.
-        pub async fn get_or_load_answer<T, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<Answer<T>, Error>
+        /// Like `get_or_compute_arc`, saying whether the value is stale (see
+        /// `get_or_load_answer`).
+        pub async fn get_or_compute_answer<T, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<Answer<T>, Error>
         where
             T: Serialize + DeserializeOwned + Send + Sync + 'static,
             F: FnOnce() -> Fut,
@@ -228,9 +233,14 @@ macro_rules! async_reads {
                 .map_err(LoadError::into_cache_error)
         }
 
-        /// Like `get_or_load` with a loader that can fail. A loader error is returned as
-        /// is ([`LoadError::Loader`]) and nothing is stored.
-        pub async fn try_get_or_load<T, E, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<T, LoadError<E>>
+        /// Returns the cached result, or runs the loader, stores and returns its value.
+        ///
+        /// The loader can fail: its error is returned as is ([`LoadError::Loader`]) and
+        /// nothing is stored. A cache failure is [`LoadError::Cache`] (unless the cache
+        /// degrades to the loader); [`LoadError::flatten`] turns both into your error type.
+        /// With the local tier on, a local hit clones the value out of its `Arc`; the
+        /// `_arc` variant shares it instead.
+        pub async fn get_or_load<T, E, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<T, LoadError<E>>
         where
             T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
             F: FnOnce() -> Fut,
@@ -239,8 +249,9 @@ macro_rules! async_reads {
             self.serve($($arg,)* loader).await.map(|(v, _)| $crate::front::unwrap_arc(v))
         }
 
-        /// Like `try_get_or_load`, sharing the value.
-        pub async fn try_get_or_load_arc<T, E, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<Arc<T>, LoadError<E>>
+        /// Like `get_or_load`, sharing the value: a local hit clones an `Arc`, never the
+        /// value, and never decodes.
+        pub async fn get_or_load_arc<T, E, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<Arc<T>, LoadError<E>>
         where
             T: Serialize + DeserializeOwned + Send + Sync + 'static,
             F: FnOnce() -> Fut,
@@ -249,8 +260,11 @@ macro_rules! async_reads {
             self.serve($($arg,)* loader).await.map(|(v, _)| v)
         }
 
-        /// Like `get_or_load_answer` with a loader that can fail.
-        pub async fn try_get_or_load_answer<T, E, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<Answer<T>, LoadError<E>>
+        /// Like `get_or_load_arc`, saying whether the value is stale: with a profile's
+        /// [`stale_while_revalidate`](crate::Profile::stale_while_revalidate), a read of an
+        /// entry invalidated within the grace gets the previous value at once while one
+        /// caller reloads. Without that option, answers are never stale.
+        pub async fn get_or_load_answer<T, E, F, Fut>(&self, $($arg: $ty,)* loader: F) -> Result<Answer<T>, LoadError<E>>
         where
             T: Serialize + DeserializeOwned + Send + Sync + 'static,
             F: FnOnce() -> Fut,

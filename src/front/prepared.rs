@@ -16,14 +16,14 @@ use crate::profile::Op;
 use crate::read::Read;
 
 /// A read planned once, from [`Cache::prepare`](crate::Cache::prepare). Reading through it
-/// behaves exactly like [`Cache::get_or_load`](crate::Cache::get_or_load) with the same
+/// behaves exactly like [`Cache::get_or_compute`](crate::Cache::get_or_compute) with the same
 /// read; it only skips the planning.
 ///
 /// ```
 /// use stampcache::{Cache, Cond, Read};
 /// let cache = Cache::embedded();
 /// let hot = cache.prepare(&Read::get("blog.article").filter(Cond::eq("id", 1)));
-/// let title: String = hot.get_or_load(|| "from the database".to_string())?;
+/// let title: String = hot.get_or_compute(|| "from the database".to_string())?;
 /// # Ok::<(), stampcache::Error>(())
 /// ```
 pub struct Prepared<C: Codec = DefaultCodec> {

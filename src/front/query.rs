@@ -1,7 +1,7 @@
 //! Queries through the cache, in sqlx's shape (feature `sqlx`): `cache.query_as::<Article>(sql).bind(7)
 //! .fetch_all(&pool)` reads through the cache, its tables and conditions derived from the
 //! SQL and the bound values ([`Shape`]); no `Read` or `Cond` is written by hand. A facade over
-//! the power API: each call becomes a [`Read`](crate::Read) and one `get_or_load` of the
+//! the power API: each call becomes a [`Read`](crate::Read) and one `get_or_compute` of the
 //! async handle (or of an [`AsyncScope`], inside a transaction).
 //!
 //! ```no_run
@@ -156,8 +156,8 @@ impl<'c, 'q, C: Codec> Bound<'c, 'q, C> {
         };
         let loader = move || load(sql, args);
         match self.via {
-            Via::Cache(c) => c.try_get_or_load(&read, loader).await,
-            Via::Scope(s) => s.try_get_or_load(&read, loader).await,
+            Via::Cache(c) => c.get_or_load(&read, loader).await,
+            Via::Scope(s) => s.get_or_load(&read, loader).await,
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::Isolation;
 /// let scope = cache.atomic();                      // BEGIN
 /// scope.on_insert("blog.article", &Article { id: 9, category: 1 })?;
 /// let read = Read::count("blog.article").filter(Cond::eq("category", 1));
-/// let n: u64 = scope.get_or_load(&read, || 5)?;    // sees its own write; cached in the scope
+/// let n: u64 = scope.get_or_compute(&read, || 5)?;    // sees its own write; cached in the scope
 /// // ... COMMIT the database transaction, then:
 /// scope.commit()?;                                  // the invalidation runs now
 /// # Ok::<(), stampcache::Error>(())

@@ -9,7 +9,7 @@
 //! let shape = Shape::parse("SELECT id, title FROM article WHERE category = $1 ORDER BY id");
 //! let read = shape.read(Op::Fetch, &[Param::from(7)])?;     // a Read of `article`
 //! let cache = Cache::embedded();
-//! let titles: Vec<String> = cache.get_or_load(&read, || vec!["from the database".into()])?;
+//! let titles: Vec<String> = cache.get_or_compute(&read, || vec!["from the database".into()])?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

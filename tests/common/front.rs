@@ -79,34 +79,34 @@ fn lift<T>(f: impl FnOnce() -> T) -> impl FnOnce() -> std::future::Ready<T> {
 }
 
 impl TestCache {
-    pub fn get_or_load<T, F>(&self, read: &Read, loader: F) -> Result<T, Error>
+    pub fn get_or_compute<T, F>(&self, read: &Read, loader: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
         match self {
-            TestCache::Blocking(c) => c.get_or_load(read, loader),
-            TestCache::Async(c) => drive(c.get_or_load(read, lift(loader))),
+            TestCache::Blocking(c) => c.get_or_compute(read, loader),
+            TestCache::Async(c) => drive(c.get_or_compute(read, lift(loader))),
         }
     }
-    pub fn get_or_load_answer<T, F>(&self, read: &Read, loader: F) -> Result<Answer<T>, Error>
+    pub fn get_or_compute_answer<T, F>(&self, read: &Read, loader: F) -> Result<Answer<T>, Error>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
         match self {
-            TestCache::Blocking(c) => c.get_or_load_answer(read, loader),
-            TestCache::Async(c) => drive(c.get_or_load_answer(read, lift(loader))),
+            TestCache::Blocking(c) => c.get_or_compute_answer(read, loader),
+            TestCache::Async(c) => drive(c.get_or_compute_answer(read, lift(loader))),
         }
     }
-    pub fn try_get_or_load<T, E, F>(&self, read: &Read, loader: F) -> Result<T, LoadError<E>>
+    pub fn get_or_load<T, E, F>(&self, read: &Read, loader: F) -> Result<T, LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
         match self {
-            TestCache::Blocking(c) => c.try_get_or_load(read, loader),
-            TestCache::Async(c) => drive(c.try_get_or_load(read, lift(loader))),
+            TestCache::Blocking(c) => c.get_or_load(read, loader),
+            TestCache::Async(c) => drive(c.get_or_load(read, lift(loader))),
         }
     }
     pub fn invalidate_obj<R: Serialize + ?Sized>(&self, t: &str, row: &R) -> Result<(), Error> {
@@ -290,7 +290,7 @@ impl TestCachedAs<'_> {
         self.extra = e.to_string();
         self
     }
-    pub fn get_or_load<T, F>(self, f: F) -> Result<T, Error>
+    pub fn get_or_compute<T, F>(self, f: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> T,
@@ -302,13 +302,13 @@ impl TestCachedAs<'_> {
                 .name(self.name)
                 .args(&args)
                 .extra(self.extra)
-                .get_or_load(f),
+                .get_or_compute(f),
             TestCache::Async(c) => drive(
                 c.cached_as(self.deps)
                     .name(self.name)
                     .args(&args)
                     .extra(self.extra)
-                    .get_or_load(lift(f)),
+                    .get_or_compute(lift(f)),
             ),
         }
     }
@@ -321,14 +321,14 @@ pub enum TestPrepared {
 }
 
 impl TestPrepared {
-    pub fn get_or_load<T, F>(&self, f: F) -> Result<T, Error>
+    pub fn get_or_compute<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
         match self {
-            TestPrepared::Blocking(p) => p.get_or_load(f),
-            TestPrepared::Async(p) => drive(p.get_or_load(lift(f))),
+            TestPrepared::Blocking(p) => p.get_or_compute(f),
+            TestPrepared::Async(p) => drive(p.get_or_compute(lift(f))),
         }
     }
 }
@@ -340,14 +340,14 @@ pub enum TestScope {
 }
 
 impl TestScope {
-    pub fn get_or_load<T, F>(&self, read: &Read, f: F) -> Result<T, Error>
+    pub fn get_or_compute<T, F>(&self, read: &Read, f: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: FnOnce() -> T,
     {
         match self {
-            TestScope::Blocking(s) => s.get_or_load(read, f),
-            TestScope::Async(s) => drive(s.get_or_load(read, lift(f))),
+            TestScope::Blocking(s) => s.get_or_compute(read, f),
+            TestScope::Async(s) => drive(s.get_or_compute(read, lift(f))),
         }
     }
     pub fn on_insert<R: Serialize + ?Sized>(&self, t: &str, new: &R) -> Result<(), Error> {
