@@ -43,6 +43,7 @@ pub struct Builder<C: Codec = DefaultCodec> {
     heartbeat: Duration,
     flight_timeout: Duration,
     retry_failed: bool,
+    type_mismatch_fails: bool,
     lock_ttl: Duration,
     replay_backoff: Duration,
     flush_on_drop: Duration,
@@ -76,6 +77,7 @@ impl Default for Builder<DefaultCodec> {
             heartbeat: Duration::from_millis(250),
             flight_timeout: Duration::from_secs(30),
             retry_failed: true,
+            type_mismatch_fails: false,
             lock_ttl: Duration::from_secs(10),
             replay_backoff: Duration::from_millis(500),
             flush_on_drop: Duration::from_secs(1),
@@ -214,6 +216,14 @@ impl<C: Codec> Builder<C> {
         self.retry_failed = yes;
         self
     }
+    /// An entry written by another Rust type than the one it is read as (two call sites
+    /// sharing one read, or a struct changed by a deploy): `false` (default) treats it as a
+    /// miss and emits [`Event::TypeMismatch`]; `true` returns [`Error::TypeMismatch`].
+    /// Either way the bytes are never decoded as the wrong type.
+    pub fn type_mismatch_fails(mut self, yes: bool) -> Self {
+        self.type_mismatch_fails = yes;
+        self
+    }
     /// Lifetime of the cross-process loader lock of profiles with `lock` (default 10 s):
     /// if its holder dies, a waiter takes over after this long.
     pub fn lock_timeout(mut self, d: Duration) -> Self {
@@ -258,6 +268,7 @@ impl<C: Codec> Builder<C> {
             heartbeat: self.heartbeat,
             flight_timeout: self.flight_timeout,
             retry_failed: self.retry_failed,
+            type_mismatch_fails: self.type_mismatch_fails,
             lock_ttl: self.lock_ttl,
             replay_backoff: self.replay_backoff,
             flush_on_drop: self.flush_on_drop,
@@ -343,6 +354,7 @@ impl<C: Codec> Builder<C> {
             default_local,
             flight_timeout: self.flight_timeout,
             retry_failed: self.retry_failed,
+            type_mismatch_fails: self.type_mismatch_fails,
             lock_ttl: self.lock_ttl,
             asynch,
             replay_backoff: self.replay_backoff,

@@ -43,6 +43,20 @@ pub enum Error {
          use `get_or_load`, whose loader returns the Result and whose errors are never stored"
     )]
     ResultValue(&'static str),
+    /// An entry was written by another Rust type than the one it is read as (with
+    /// [`Builder::type_mismatch_fails`](crate::Builder::type_mismatch_fails); else a miss).
+    #[error(
+        "the entry {key} was written as `{stored}` and read as `{requested}`: two call sites \
+         share one read; give one of them an `extra` to tell them apart"
+    )]
+    TypeMismatch {
+        /// The entry's key.
+        key: String,
+        /// The type that wrote it.
+        stored: String,
+        /// The type it was read as.
+        requested: &'static str,
+    },
 }
 
 impl Error {

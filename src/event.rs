@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::profile::Op;
+use crate::value::Kind;
 
 /// What a read was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +109,35 @@ pub enum Event<'a> {
         sql: &'a str,
         /// Why (a volatile function, a lock, a parse error, …).
         reason: &'a str,
+    },
+    /// An entry was written by another Rust type (or another shape of the same type, from
+    /// an earlier deploy) than the one it is read as: a miss (the read loads and stores
+    /// its own), or [`Error::TypeMismatch`] with [`Builder::type_mismatch_fails`](crate::Builder::type_mismatch_fails).
+    /// Two call sites share one read: give one of them an `extra` to tell them apart.
+    TypeMismatch {
+        /// The key of the entry.
+        key: &'a str,
+        /// The type that wrote it (as `std::any::type_name` says; "another shape" when
+        /// only its fields or variants differ).
+        stored: &'a str,
+        /// The type it was read as.
+        requested: &'a str,
+    },
+    /// A condition and a row image of one field hold kinds of values that never match
+    /// (text against a number, bytes against text): that read is never invalidated by
+    /// writes of that field. Reported once per field and process, when the second of the
+    /// two is seen. Fix the side with the wrong Rust type (parse the id, or cast in SQL).
+    KindMismatch {
+        /// The table.
+        table: &'a str,
+        /// The field.
+        field: &'a str,
+        /// The kind the read's condition used.
+        condition: Kind,
+        /// The kind the row image held.
+        row: Kind,
+        /// The entry key of the read whose condition it was.
+        read: &'a str,
     },
     /// Stored bytes could not be decoded; treated as a miss.
     DecodeFailed {

@@ -1,15 +1,15 @@
 //! Where every Redis key is built. The layout (see DESIGN.md):
 //!
 //! ```text
-//! <prefix>sc<v>:m:{<table>}            set of schemes (field-name lists) used by reads
-//! <prefix>sc<v>:s:{<table>}:g          the table's generation stamp (whole-table invalidation)
-//! <prefix>sc<v>:s:{<table>}:c:<conj>   a conjunction's stamp, e.g. `category=i1&published=T`
-//! <prefix>sc<v>:e:{<table>}:<hash>     a cached read (first table's tag), checksum + payload
-//! <prefix>sc<v>:f:{fn}:...             a time-only entry (simple cache, cached functions)
+//! <prefix>sc<L>.<v>:m:{<table>}            set of schemes (field-name lists) used by reads
+//! <prefix>sc<L>.<v>:s:{<table>}:g          the table's generation stamp (whole-table invalidation)
+//! <prefix>sc<L>.<v>:s:{<table>}:c:<conj>   a conjunction's stamp, e.g. `category=i1&published=i1`
+//! <prefix>sc<L>.<v>:e:{<table>}:<hash>     a cached read (first table's tag), checksum + payload
+//! <prefix>sc<L>.<v>:f:{fn}:...             a time-only entry (simple cache, cached functions)
 //! ```
 //!
 //! Every key of one table shares the hash tag `{<table>}`, so each script touches one slot.
-//! All stamps share the prefix `<prefix>sc<v>:s:`, which the tracked local tier subscribes to.
+//! All stamps share the prefix `<prefix>sc<L>.<v>:s:`, which the tracked local tier subscribes to.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -88,7 +88,8 @@ fn conj_into(conj: &Conj, out: &mut String) {
         }
         escape_into(f, out);
         out.push('=');
-        v.encode_into(out);
+        // Coerced: a row's `7_i64` and a condition's `"7"` must name one stamp.
+        v.encode_match_into(out);
     }
 }
 
@@ -109,6 +110,11 @@ pub(crate) fn scheme_of(conj: &Conj) -> String {
     s
 }
 
+/// The layout's own version, in every key beside the user's version: bumped whenever a
+/// release would build other keys for the same read or row (2: typed payloads, bools and
+/// numbers in text encoded as numbers), so two releases sharing a Redis never mix keys.
+pub(crate) const LAYOUT: u32 = 2;
+
 impl KeySpace {
     fn base(&self, tables: &[&str], dbs: &[&str]) -> String {
         let mut s = String::with_capacity(64);
@@ -116,7 +122,7 @@ impl KeySpace {
             Prefix::Static(p) => s.push_str(p),
             Prefix::Computed(f) => s.push_str(&f(&PrefixScope { tables, dbs })),
         };
-        let _ = write!(s, "sc{}:", self.version);
+        let _ = write!(s, "sc{LAYOUT}.{}:", self.version);
         s
     }
 
@@ -184,12 +190,12 @@ impl KeySpace {
     /// What marks scheme-set keys (`…sc<v>:m:{`): `invalidate_all` keeps them, since a
     /// scheme set lost while a read registers a scheme would lose later invalidations.
     pub fn meta_marker(&self) -> String {
-        format!("sc{}:m:{{", self.version)
+        format!("sc{LAYOUT}.{}:m:{{", self.version)
     }
 
     /// A `SCAN MATCH` pattern covering every key this cache writes.
     pub fn scan_pattern(&self) -> String {
-        let tail = format!("sc{}:*", self.version);
+        let tail = format!("sc{LAYOUT}.{}:*", self.version);
         match &self.prefix {
             Prefix::Static(p) => {
                 let mut s = String::new();
@@ -243,10 +249,10 @@ mod tests {
     #[test]
     fn table_keys_share_one_hash_tag() {
         let t = ks().table("blog.article", "default");
-        assert_eq!(t.schemes, "p:sc1:m:{blog.article}");
-        assert_eq!(t.gen, "p:sc1:s:{blog.article}:g");
+        assert_eq!(t.schemes, "p:sc2.1:m:{blog.article}");
+        assert_eq!(t.gen, "p:sc2.1:s:{blog.article}:g");
         let e = ks().entry(&["blog.article"], &["default"], "x");
-        assert!(e.starts_with("p:sc1:e:{blog.article}:"), "{e}");
+        assert!(e.starts_with("p:sc2.1:e:{blog.article}:"), "{e}");
         let stamps = ks().stamp_prefix().unwrap();
         assert!(t.gen.starts_with(&stamps) && t.conj_prefix.starts_with(&stamps));
         assert!(!e.starts_with(&stamps) && !t.schemes.starts_with(&stamps));
@@ -258,9 +264,9 @@ mod tests {
         let conj: Conj = [("x&y".to_string(), Value::from("1=2"))]
             .into_iter()
             .collect();
-        assert_eq!(t.conj_key(&conj), "p:sc1:s:{a%7Bb%7D}:c:x%26y=s1%3D2");
+        assert_eq!(t.conj_key(&conj), "p:sc2.1:s:{a%7Bb%7D}:c:x%26y=s1%3D2");
         assert_eq!(scheme_of(&conj), "x%26y");
-        assert_eq!(t.conj_key(&Conj::new()), "p:sc1:s:{a%7Bb%7D}:c:");
+        assert_eq!(t.conj_key(&Conj::new()), "p:sc2.1:s:{a%7Bb%7D}:c:");
     }
 
     #[test]
@@ -271,9 +277,9 @@ mod tests {
             })),
             version: 2,
         };
-        assert_eq!(k.table("t", "replica").gen, "replica/t:sc2:s:{t}:g");
+        assert_eq!(k.table("t", "replica").gen, "replica/t:sc2.2:s:{t}:g");
         assert_eq!(k.stamp_prefix(), None);
-        assert_eq!(k.scan_pattern(), "*sc2:*");
+        assert_eq!(k.scan_pattern(), "*sc2.2:*");
     }
 
     #[test]
@@ -282,6 +288,6 @@ mod tests {
             prefix: Prefix::Static("a*b:".into()),
             version: 0,
         };
-        assert_eq!(k.scan_pattern(), "a\\*b:sc0:*");
+        assert_eq!(k.scan_pattern(), "a\\*b:sc2.0:*");
     }
 }

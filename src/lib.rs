@@ -76,6 +76,7 @@ mod scalar;
 pub mod sql;
 mod store;
 mod sync;
+mod typed;
 mod value;
 
 pub use crate::core::local::LocalStats;
@@ -92,7 +93,10 @@ pub use front::{AsyncCache, AsyncCachedAs, AsyncPrepared, AsyncScope, AsyncSimpl
 #[cfg(feature = "sqlx")]
 pub use front::{Execute, QueryAs, QueryScalar, SqlParam};
 pub use keys::{Prefix, PrefixScope};
+/// The key layout's version, in every key (`<prefix>sc<layout>.<version>:…`): it changes
+/// when a release builds other keys for the same read or row, so releases never mix keys.
+pub const KEY_LAYOUT: u32 = keys::LAYOUT;
 pub use profile::{LocalMode, Op, Ops, Profile, Profiles};
 pub use read::{Dep, Force, Read};
 pub use row::Row;
-pub use value::Value;
+pub use value::{Kind, Value};

@@ -29,6 +29,10 @@ pub(crate) type Notify = tokio::sync::Notify;
 #[cfg(not(loom))]
 pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
 
+/// A read-mostly lock for process-wide statics (parking_lot's; never modelled: loom
+/// cannot hold statics, and what such statics guard is no part of a model).
+pub(crate) type StaticRwLock<T> = parking_lot::RwLock<T>;
+
 /// A mutex whose `lock` returns the guard directly (parking_lot's interface).
 #[cfg(loom)]
 #[derive(Debug, Default)]

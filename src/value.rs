@@ -4,6 +4,20 @@
 //! are the same value: `3_i32`, `3_i64`, `3_u8` and `3.0_f64` all encode as `i3`. Every
 //! encoding starts with a type letter, and text escapes the characters that keys use as
 //! separators, so no two distinct values (nor a value and its neighbours in a key) collide.
+//!
+//! **Coercions, for matching only.** A condition and a row image may carry one database value in two Rust
+//! types: an id parsed from a URL path stays text (`"7"` against a row's `7_i64`), a bool
+//! column meets `1`, a decimal is text on one side (`"1.50"`) and a float on the other. A
+//! missed match there is a stale read, so where rows meet conditions (stamp keys, row
+//! images: `Value::encode_match_into`) values that can denote the same database value
+//! share one encoding: text holding a plain decimal number (`"7"`, `" 07 "`, `"-1.50"`)
+//! encodes as that number, and `true`/`false` (the bools, and the texts `"true"`/`"false"`
+//! in any case) as `1`/`0`. Coercions only ever merge encodings, never split them, so the
+//! worst they cost is a text `"7"` and a number `7` of one field invalidating each other.
+//! Identity stays exact ([`Value::encode`], equality): `"07"` and `"7"` are different
+//! reads (they are on a text column), and so are `f("1")` and `f(1)`. Other kinds that
+//! meet on one field (text against a number, bytes against text) cannot
+//! match and are reported ([`Event::KindMismatch`](crate::Event::KindMismatch)).
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -41,19 +55,113 @@ enum Norm<'a> {
     Bytes(&'a [u8]),
 }
 
+/// What kind of value a field holds, after coercions: kinds that differ never match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Integers, floats, bools and text holding a plain decimal number.
+    Number,
+    /// Any other text (dates and times included).
+    Text,
+    /// Raw bytes.
+    Bytes,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Number => "a number",
+            Kind::Text => "text",
+            Kind::Bytes => "bytes",
+        })
+    }
+}
+
+/// The normal form of a float: the equal integer when it is integral.
+fn float_norm(f: f64) -> Norm<'static> {
+    match integral(f) {
+        Some(i) => Norm::Int(i),
+        None if f.is_nan() => Norm::Float(f64::NAN.to_bits()),
+        None => Norm::Float(f.to_bits()),
+    }
+}
+
+/// The number a text holds, if it is a plain decimal (`[+-]digits[.digits]`, ASCII
+/// whitespace around it allowed), or a bool's word.
+fn text_norm(s: &str) -> Option<Norm<'static>> {
+    let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    if t.eq_ignore_ascii_case("true") {
+        return Some(Norm::Int(1));
+    }
+    if t.eq_ignore_ascii_case("false") {
+        return Some(Norm::Int(0));
+    }
+    let unsigned = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return None;
+    }
+    if !int.is_empty() && frac.bytes().all(|b| b == b'0') {
+        let int_text = &t[..t.len() - unsigned.len() + int.len()];
+        if let Ok(i) = int_text.parse::<i128>() {
+            return Some(Norm::Int(i));
+        }
+    }
+    t.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(float_norm)
+}
+
 impl Value {
+    /// The exact normal form: identity (entry keys, function arguments, equality).
     fn norm(&self) -> Norm<'_> {
         match self {
             Value::Null => Norm::Null,
             Value::Bool(b) => Norm::Bool(*b),
             Value::Int(i) => Norm::Int(*i),
-            Value::Float(f) => match integral(*f) {
-                Some(i) => Norm::Int(i),
-                None if f.is_nan() => Norm::Float(f64::NAN.to_bits()),
-                None => Norm::Float(f.to_bits()),
-            },
+            Value::Float(f) => float_norm(*f),
             Value::Text(s) => Norm::Text(s),
             Value::Bytes(b) => Norm::Bytes(b),
+        }
+    }
+
+    /// The coerced normal form: matching (stamp keys, row images against conditions).
+    fn match_norm(&self) -> Norm<'_> {
+        match self {
+            Value::Bool(b) => Norm::Int(i128::from(*b)),
+            Value::Text(s) => text_norm(s).unwrap_or(Norm::Text(s)),
+            _ => self.norm(),
+        }
+    }
+
+    /// True when a row holding `self` matches a condition on `other` (or the reverse):
+    /// equality after the coercions of the module docs.
+    pub(crate) fn matches(&self, other: &Value) -> bool {
+        self.match_norm() == other.match_norm()
+    }
+
+    /// Appends the coerced encoding of this value, which stamp keys and row images use:
+    /// values one database value can take share it (`"7"`, `7`, `7.0`; `true`, `1`).
+    pub(crate) fn encode_match_into(&self, out: &mut String) {
+        encode_norm(self.match_norm(), out)
+    }
+
+    /// The coerced encoding of this value (see `encode_match_into`).
+    pub(crate) fn encode_match(&self) -> String {
+        let mut s = String::new();
+        self.encode_match_into(&mut s);
+        s
+    }
+
+    /// The kind of this value after coercions (`None` for `NULL`, which any kind may hold).
+    pub fn kind(&self) -> Option<Kind> {
+        match self.match_norm() {
+            Norm::Null => None,
+            Norm::Bool(_) | Norm::Int(_) | Norm::Float(_) => Some(Kind::Number),
+            Norm::Text(_) => Some(Kind::Text),
+            Norm::Bytes(_) => Some(Kind::Bytes),
         }
     }
 
@@ -62,30 +170,10 @@ impl Value {
         matches!(self, Value::Null)
     }
 
-    /// Appends the canonical encoding of this value to `out`.
+    /// Appends the canonical (exact) encoding of this value to `out`: what entry keys and
+    /// function arguments use, so `"7"` and `7` are distinct reads.
     pub fn encode_into(&self, out: &mut String) {
-        match self.norm() {
-            Norm::Null => out.push('N'),
-            Norm::Bool(true) => out.push('T'),
-            Norm::Bool(false) => out.push('F'),
-            Norm::Int(i) => {
-                out.push('i');
-                push_int(i, out);
-            }
-            Norm::Float(bits) => {
-                let _ = write!(out, "r{:?}", f64::from_bits(bits));
-            }
-            Norm::Text(s) => {
-                out.push('s');
-                escape_into(s, out);
-            }
-            Norm::Bytes(b) => {
-                out.push('x');
-                for byte in b {
-                    let _ = write!(out, "{byte:02x}");
-                }
-            }
-        }
+        encode_norm(self.norm(), out)
     }
 
     /// The canonical encoding of this value, as it appears in keys.
@@ -115,6 +203,32 @@ impl Value {
     /// A calendar date as canonical text: `YYYY-MM-DD`.
     pub fn date(year: i32, month: u32, day: u32) -> Value {
         Value::Text(format!("{year:04}-{month:02}-{day:02}"))
+    }
+}
+
+/// Appends the encoding of a normal form.
+fn encode_norm(norm: Norm<'_>, out: &mut String) {
+    match norm {
+        Norm::Null => out.push('N'),
+        Norm::Bool(true) => out.push('T'),
+        Norm::Bool(false) => out.push('F'),
+        Norm::Int(i) => {
+            out.push('i');
+            push_int(i, out);
+        }
+        Norm::Float(bits) => {
+            let _ = write!(out, "r{:?}", f64::from_bits(bits));
+        }
+        Norm::Text(s) => {
+            out.push('s');
+            escape_into(s, out);
+        }
+        Norm::Bytes(b) => {
+            out.push('x');
+            for byte in b {
+                let _ = write!(out, "{byte:02x}");
+            }
+        }
     }
 }
 
@@ -352,6 +466,39 @@ mod tests {
                 assert!(!e.contains(sep), "{e} contains {sep}");
             }
         }
+    }
+
+    #[test]
+    fn values_that_can_denote_one_database_value_share_an_encoding() {
+        let same = [
+            (Value::from("7"), Value::from(7_i64)),
+            (Value::from(" 07 "), Value::from(7_u8)),
+            (Value::from("+7.000"), Value::from(7.0_f64)),
+            (Value::from("-1.50"), Value::from(-1.5_f64)),
+            (Value::from(".5"), Value::from(0.5_f64)),
+            (Value::from("1."), Value::from(1)),
+            (Value::from(true), Value::from(1)),
+            (Value::from(false), Value::from(0_i16)),
+            (Value::from("TRUE"), Value::from(true)),
+            (
+                Value::from("99999999999999999999"),
+                Value::from(99_999_999_999_999_999_999_i128),
+            ),
+        ];
+        for (a, b) in same {
+            assert_eq!(a.encode_match(), b.encode_match(), "{a:?} vs {b:?}");
+            assert!(a.matches(&b));
+            assert_eq!(a.kind(), Some(Kind::Number));
+            // Identity stays exact: `"7"` and `7` are distinct reads and arguments.
+            assert_ne!(a.encode(), b.encode(), "{a:?} vs {b:?}");
+            assert_ne!(a, b);
+        }
+        // Not numbers: kept as text, so they never merge with one.
+        for t in ["1e3", "7a", "", ".", "-", "--1", "t", "2026-12-05", "1.2.3"] {
+            assert_eq!(Value::from(t).kind(), Some(Kind::Text), "{t}");
+        }
+        assert_eq!(Value::from(vec![1_u8]).kind(), Some(Kind::Bytes));
+        assert_eq!(Value::Null.kind(), None);
     }
 
     #[test]

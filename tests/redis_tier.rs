@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Article, Loads, RedisServer};
-use stampcache::{Cache, Cond, Error, Event, Outcome, Profile, Read, Target};
+use stampcache::{Cache, Codec, Cond, Error, Event, Outcome, Profile, Read, Target};
 
 fn keys(conn: &mut redis::Connection, pattern: &str) -> Vec<String> {
     let mut ks: Vec<String> = redis::cmd("KEYS").arg(pattern).query(conn).unwrap();
@@ -37,16 +37,16 @@ fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
         .unwrap();
     let _: u64 = cache.get_or_compute(&count(1), || 5).unwrap();
     let mut conn = server.conn();
-    let entries = keys(&mut conn, "p:sc1:e:{blog.article}:*");
+    let entries = keys(&mut conn, "p:sc2.1:e:{blog.article}:*");
     assert_eq!(entries.len(), 1);
     let ttl = pttl(&mut conn, &entries[0]);
     assert!(ttl > 90_000 && ttl <= 100_000, "entry ttl {ttl}");
-    let stamps = keys(&mut conn, "p:sc1:s:*");
+    let stamps = keys(&mut conn, "p:sc2.1:s:*");
     assert_eq!(
         stamps,
         vec![
-            "p:sc1:s:{blog.article}:c:category=i1",
-            "p:sc1:s:{blog.article}:g"
+            "p:sc2.1:s:{blog.article}:c:category=i1",
+            "p:sc2.1:s:{blog.article}:g"
         ]
     );
     for s in &stamps {
@@ -55,20 +55,20 @@ fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
     }
     // Scheme sets are persistent: losing one would lose invalidations.
     let schemes: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("p:sc1:m:{blog.article}")
+        .arg("p:sc2.1:m:{blog.article}")
         .query(&mut conn)
         .unwrap();
     assert_eq!(schemes, vec!["category"]);
-    assert_eq!(pttl(&mut conn, "p:sc1:m:{blog.article}"), -1);
+    assert_eq!(pttl(&mut conn, "p:sc2.1:m:{blog.article}"), -1);
     // invalidate_all keeps scheme sets: a read registering a scheme while it scans must
     // not lose it, or later writes would not reach that read.
     cache.invalidate_all().unwrap();
     let schemes: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("p:sc1:m:{blog.article}")
+        .arg("p:sc2.1:m:{blog.article}")
         .query(&mut conn)
         .unwrap();
     assert_eq!(schemes, vec!["category"]);
-    assert!(keys(&mut conn, "p:sc1:s:*").is_empty() && keys(&mut conn, "p:sc1:e:*").is_empty());
+    assert!(keys(&mut conn, "p:sc2.1:s:*").is_empty() && keys(&mut conn, "p:sc2.1:e:*").is_empty());
 }
 
 #[test]
@@ -146,10 +146,12 @@ fn corrupt_bytes_are_a_miss_and_an_event() {
         .get_or_compute(&read, loads.of(vec!["a".into()]))
         .unwrap();
     let mut conn = server.conn();
-    let entry = keys(&mut conn, "p:sc1:e:{blog.article}:*").remove(0);
+    let entry = keys(&mut conn, "p:sc2.1:e:{blog.article}:*").remove(0);
     let stored: Vec<u8> = redis::cmd("GET").arg(&entry).query(&mut conn).unwrap();
-    // Keep the valid checksum, break the payload: a length that runs past the end.
-    let mut bad = stored[..40].to_vec();
+    // Keep the valid checksum and type tag, break the codec's payload: a length that runs
+    // past the end.
+    let payload = stampcache::Bitcode::encode(&vec![String::from("a")]).unwrap();
+    let mut bad = stored[..stored.len() - payload.len()].to_vec();
     bad.extend_from_slice(&[0xff, 0xff, 0xff, 0x0f, 1]);
     let _: () = redis::cmd("SET")
         .arg(&entry)
@@ -467,12 +469,12 @@ fn a_lost_scheme_set_costs_misses_never_staleness() {
     let mut conn = server.conn();
     let reads = mixed_schemes_never_stale(&cache, 60, |round| {
         let _: () = redis::cmd("DEL")
-            .arg("lost:sc1:m:{evict.item}")
+            .arg("lost:sc2.1:m:{evict.item}")
             .query(&mut conn)
             .unwrap();
         if round % 3 == 0 {
             let _: () = redis::cmd("DEL")
-                .arg("lost:sc1:s:{evict.item}:g")
+                .arg("lost:sc2.1:s:{evict.item}:g")
                 .query(&mut conn)
                 .unwrap();
         }

@@ -381,7 +381,7 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     log(&format!(
-        "slot {} ({}), publication {}, keys <{}sc{}:...>",
+        "slot {} ({}), publication {}, keys <{}sc{}.{}:...>",
         args.slot,
         if args.temporary {
             "temporary"
@@ -390,6 +390,7 @@ async fn run(args: Args) -> ExitCode {
         },
         args.publication,
         args.prefix,
+        stampcache::KEY_LAYOUT,
         args.version
     ));
     let handle = match start(&args, &cache, &mut signals).await {

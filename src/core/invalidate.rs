@@ -101,7 +101,12 @@ impl<C: Codec> Core<C> {
             .map_or(&[], |p| &p.skip_fields);
         row.iter()
             .filter(|(f, _)| !skip.iter().any(|s| s == f))
-            .map(|(f, v)| (escape(f), v.encode()))
+            .map(|(f, v)| {
+                if let Some(m) = self.shared.kinds.row(table, f, v) {
+                    self.kind_mismatch(&m);
+                }
+                (escape(f), v.encode_match())
+            })
             .collect()
     }
 
@@ -135,7 +140,7 @@ impl<C: Codec> Core<C> {
         };
         Ok(Some(Saved {
             planned,
-            bytes: C::encode(new)?,
+            bytes: crate::typed::encode_unsized::<C, R>(new)?,
         }))
     }
 

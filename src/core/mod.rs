@@ -16,6 +16,7 @@
 pub(crate) mod batch;
 mod flight;
 mod invalidate;
+mod kinds;
 pub(crate) mod local;
 mod lock;
 mod queue;
@@ -72,6 +73,8 @@ pub(crate) struct Setup {
     pub default_local: LocalMode,
     pub flight_timeout: Duration,
     pub retry_failed: bool,
+    /// An entry written by another type is an error (else a miss).
+    pub type_mismatch_fails: bool,
     pub lock_ttl: Duration,
     /// The async front end: waits yield to tokio and destructors spawn their I/O.
     pub asynch: bool,
@@ -100,6 +103,7 @@ struct Shared {
     flights: Flights<(String, String), Arc<dyn Any + Send + Sync>>,
     flight_timeout: Duration,
     retry_failed: bool,
+    type_mismatch_fails: bool,
     lock_ttl: Duration,
     /// Only the async front end (feature `tokio`) asks.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
@@ -109,6 +113,8 @@ struct Shared {
     runtime: Option<tokio::runtime::Handle>,
     /// Background replays (see `replayer.rs`).
     replayer: replayer::State,
+    /// Value kinds seen per field, in conditions and row images (see `kinds.rs`).
+    kinds: kinds::KindBook,
 }
 
 impl Shared {
@@ -195,6 +201,7 @@ impl<C: Codec> Core<C> {
             flights: Flights::default(),
             flight_timeout: setup.flight_timeout,
             retry_failed: setup.retry_failed,
+            type_mismatch_fails: setup.type_mismatch_fails,
             lock_ttl: setup.lock_ttl,
             asynch: setup.asynch,
             #[cfg(feature = "tokio")]
@@ -203,6 +210,7 @@ impl<C: Codec> Core<C> {
                 .then(tokio::runtime::Handle::try_current)
                 .and_then(Result::ok),
             replayer,
+            kinds: kinds::KindBook::default(),
         });
         Core {
             _last: replayer::LastHandle::new(&shared),
@@ -279,6 +287,7 @@ impl<C: Codec> Core<C> {
     fn planned(&self, read: &Read, profile: &Profile, key: Option<u128>) -> Arc<Planned> {
         let build = || {
             let plan = Arc::new(self.shared.planner.plan_read(read, profile));
+            self.note_condition_kinds(&plan);
             Arc::new(Planned {
                 key: key.unwrap_or_else(|| entry_key_hash(&plan)),
                 local: self.local_mode(profile),
@@ -361,6 +370,57 @@ impl<C: Codec> Core<C> {
     }
 
     /// Reports how a read was answered.
+    /// Records the kinds of a new plan's condition values; reports a clash with rows.
+    fn note_condition_kinds(&self, plan: &Plan) {
+        for (table, conjs) in &plan.depends {
+            for (field, value) in conjs.iter().flatten() {
+                if let Some(m) = self
+                    .shared
+                    .kinds
+                    .condition(table, field, value, &plan.entry)
+                {
+                    self.kind_mismatch(&m);
+                }
+            }
+        }
+    }
+
+    /// Reports a condition and a row of one field whose values can never match.
+    fn kind_mismatch(&self, m: &kinds::Mismatch) {
+        self.emit(&Event::KindMismatch {
+            table: &m.table,
+            field: &m.field,
+            condition: m.condition,
+            row: m.row,
+            read: &m.read,
+        });
+    }
+
+    /// Stored bytes did not decode as the requested type: an event, then a miss, or an
+    /// error where the builder says type mismatches fail.
+    pub fn undecoded(&self, key: &str, why: crate::typed::Undecoded) -> Result<(), Error> {
+        match why {
+            crate::typed::Undecoded::OtherType { stored, requested } => {
+                self.emit(&Event::TypeMismatch {
+                    key,
+                    stored: &stored,
+                    requested,
+                });
+                if self.shared.type_mismatch_fails {
+                    return Err(Error::TypeMismatch {
+                        key: key.to_owned(),
+                        stored,
+                        requested,
+                    });
+                }
+            }
+            crate::typed::Undecoded::Codec(error) => {
+                self.emit(&Event::DecodeFailed { key, error: &error })
+            }
+        }
+        Ok(())
+    }
+
     pub fn read_event(&self, target: Target<'_>, outcome: Outcome) {
         if !self.shared.listeners.is_empty() {
             self.emit(&Event::Read { target, outcome });

@@ -24,11 +24,12 @@ use super::lock::{LockHeld, Locked};
 use super::{Core, Planned};
 use crate::codec::Codec;
 use crate::error::{Error, LoadError};
-use crate::event::{Event, Outcome, Target};
+use crate::event::{Outcome, Target};
 use crate::plan::{plan_key, Plan};
 use crate::profile::{LocalMode, Profile};
 use crate::read::Read;
 use crate::store::{Fetch, Token};
+use crate::typed;
 
 /// The leader guard of a flight of this cache.
 type FlightLeader = Leader<(String, String), Arc<dyn std::any::Any + Send + Sync>>;
@@ -408,7 +409,7 @@ impl<C: Codec> Core<C> {
                     Locked::Owner(lock) => held = Some(lock),
                     Locked::Filled(hit, token) => {
                         // Undecodable: load it ourselves.
-                        if let Ok(v) = C::decode::<T>(hit.payload()) {
+                        if let Ok(v) = typed::decode::<C, T>(hit.payload()) {
                             let v = Arc::new(v);
                             self.read_event(target, Outcome::Joined);
                             leader.finish(v.clone());
@@ -480,7 +481,7 @@ impl<C: Codec> Core<C> {
     {
         let (value, _) = loader.load().await?;
         self.read_event(target, Outcome::Miss);
-        let bytes = C::encode(&*value)?;
+        let bytes = typed::encode::<C, T>(&value)?;
         let stored = self.call("store", |s| s.store(plan, &token, &bytes)).await;
         if let Some(held) = held {
             held.release().await;
@@ -518,21 +519,18 @@ impl<C: Codec> Core<C> {
         };
         let bytes = match found {
             Fetch::Miss(t) => return Ok(Some(Fetched::Miss(t))),
-            Fetch::Hit(bytes, token) => match C::decode::<T>(bytes.payload()) {
+            Fetch::Hit(bytes, token) => match typed::decode::<C, T>(bytes.payload()) {
                 Ok(v) => {
                     self.read_event(target, Outcome::Hit);
                     let weight = bytes.payload().len();
                     return Ok(Some(Fetched::Hit(Arc::new(v), token, weight)));
                 }
                 Err(e) => {
-                    self.emit(&Event::DecodeFailed {
-                        key: &plan.entry,
-                        error: &e,
-                    });
+                    self.undecoded(&plan.entry, e)?;
                     bytes
                 }
             },
-            Fetch::Stale(bytes) => match C::decode::<T>(bytes.payload()) {
+            Fetch::Stale(bytes) => match typed::decode::<C, T>(bytes.payload()) {
                 Ok(v) => return Ok(Some(Fetched::Stale(Arc::new(v)))),
                 Err(_) => bytes,
             },

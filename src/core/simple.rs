@@ -9,12 +9,13 @@ use super::batch::Batch;
 use super::Core;
 use crate::codec::Codec;
 use crate::error::Error;
-use crate::event::{Event, Outcome, Target};
+use crate::event::{Outcome, Target};
+use crate::typed;
 
 impl<C: Codec> Core<C> {
     /// The value under a Redis key, or `None` on a miss (also for bytes that do not decode
     /// and, when degrading, for an unavailable store).
-    pub async fn simple_get<T: DeserializeOwned>(
+    pub async fn simple_get<T: DeserializeOwned + 'static>(
         &self,
         target: Target<'_>,
         key: &str,
@@ -31,13 +32,13 @@ impl<C: Codec> Core<C> {
             self.read_event(target, Outcome::Miss);
             return Ok(None);
         };
-        match C::decode(&bytes) {
+        match typed::decode::<C, T>(&bytes) {
             Ok(v) => {
                 self.read_event(target, Outcome::Hit);
                 Ok(Some(v))
             }
-            Err(e) => {
-                self.emit(&Event::DecodeFailed { key, error: &e });
+            Err(why) => {
+                self.undecoded(key, why)?;
                 self.read_event(target, Outcome::Miss);
                 Ok(None)
             }
@@ -45,7 +46,7 @@ impl<C: Codec> Core<C> {
     }
 
     /// Stores `value` under a Redis key for `ttl` (nothing when the cache is off).
-    pub async fn simple_set<T: Serialize + ?Sized>(
+    pub async fn simple_set<T: Serialize + DeserializeOwned + 'static>(
         &self,
         key: &str,
         value: &T,
@@ -54,7 +55,7 @@ impl<C: Codec> Core<C> {
         if !self.shared.enabled {
             return Ok(());
         }
-        let bytes = C::encode(value)?;
+        let bytes = typed::encode::<C, T>(value)?;
         self.call("set", |s| s.set(key, &bytes, ttl))
             .await
             .map(|_| ())

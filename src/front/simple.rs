@@ -51,14 +51,16 @@ macro_rules! simple_methods {
 
             /// The value under `key`, or [`Error::CacheMiss`] (also for bytes that do not
             /// decode, and, when degrading, for an unavailable store).
-            pub $($async)? fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, Error> {
+            /// An entry written by another type is a miss too (see [`Event::TypeMismatch`](crate::Event::TypeMismatch)).
+            pub $($async)? fn get<T: DeserializeOwned + 'static>(&self, key: &str) -> Result<T, Error> {
                 let redis_key = self.core.simple_key(key);
                 let found = drive!($mode, self.core.simple_get(Target::Simple { key }, &redis_key));
                 found?.ok_or(Error::CacheMiss)
             }
 
             /// Stores `value` under `key` for `timeout`.
-            pub $($async)? fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, timeout: Duration) -> Result<(), Error> {
+            /// (`T` is the type `get` will ask for: an owned type such as `String`, not `str`.)
+            pub $($async)? fn set<T: Serialize + DeserializeOwned + 'static>(&self, key: &str, value: &T, timeout: Duration) -> Result<(), Error> {
                 drive!($mode, self.core.simple_set(&self.core.simple_key(key), value, timeout))
             }
 
@@ -80,10 +82,11 @@ simple_methods!(Simple, blocking);
 
 impl<C: Codec> Simple<'_, C> {
     /// The result of `f` for these arguments, cached for `timeout` under `name` and `args`.
+    /// A `Result` is refused ([`Error::ResultValue`]): its error would be cached.
     pub fn cached<A, T, F>(&self, name: &str, args: &A, timeout: Duration, f: F) -> Result<T, Error>
     where
         A: Serialize + ?Sized,
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + 'static,
         F: FnOnce() -> T,
     {
         let key = self.key(name, args)?;
@@ -103,6 +106,7 @@ simple_methods!(AsyncSimple, async, async);
 #[cfg(feature = "tokio")]
 impl<C: Codec> AsyncSimple<'_, C> {
     /// The result of `f` for these arguments, cached for `timeout` under `name` and `args`.
+    /// A `Result` is refused ([`Error::ResultValue`]): its error would be cached.
     pub async fn cached<A, T, F, Fut>(
         &self,
         name: &str,
@@ -112,7 +116,7 @@ impl<C: Codec> AsyncSimple<'_, C> {
     ) -> Result<T, Error>
     where
         A: Serialize + ?Sized,
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + 'static,
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = T>,
     {

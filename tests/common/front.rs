@@ -224,13 +224,18 @@ impl TestCache {
 pub struct TestSimple<'a>(&'a TestCache);
 
 impl TestSimple<'_> {
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, Error> {
+    pub fn get<T: DeserializeOwned + 'static>(&self, key: &str) -> Result<T, Error> {
         match self.0 {
             TestCache::Blocking(c) => c.simple().get(key),
             TestCache::Async(c) => drive(c.simple().get(key)),
         }
     }
-    pub fn set<T: Serialize + ?Sized>(&self, key: &str, v: &T, ttl: Duration) -> Result<(), Error> {
+    pub fn set<T: Serialize + DeserializeOwned + 'static>(
+        &self,
+        key: &str,
+        v: &T,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         match self.0 {
             TestCache::Blocking(c) => c.simple().set(key, v, ttl),
             TestCache::Async(c) => drive(c.simple().set(key, v, ttl)),
@@ -245,7 +250,7 @@ impl TestSimple<'_> {
     pub fn cached<A, T, F>(&self, name: &str, args: &A, ttl: Duration, f: F) -> Result<T, Error>
     where
         A: Serialize + ?Sized,
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + 'static,
         F: FnOnce() -> T,
     {
         match self.0 {

@@ -93,7 +93,7 @@ impl Kill<Arc<OverlayEntry>> for Arc<Written> {
                     rows.iter().any(|row| {
                         // A field the image lacks may have any value: it matches.
                         conj.iter()
-                            .all(|(f, v)| row.get(f).is_none_or(|rv| rv == v))
+                            .all(|(f, v)| row.get(f).is_none_or(|rv| rv.matches(v)))
                     })
                 }),
         }
@@ -209,7 +209,7 @@ impl<C: Codec> ScopeCore<C> {
             let value = Arc::new(loader().await.map_err(LoadError::Loader)?);
             core.read_event(target, Outcome::Miss);
             let promotable = match token {
-                Some(t) => Some((t, C::encode(&*value)?)),
+                Some(t) => Some((t, crate::typed::encode::<C, T>(&value)?)),
                 None => None,
             };
             self.keep(plan, value.clone(), promotable);
