@@ -14,7 +14,7 @@ secs=${1:-20}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(reply codec_bitcode codec_postcard codec_bincode url pgoutput conninfo lsn types)
+  targets=(reply codec_bitcode codec_postcard codec_bincode url pgoutput conninfo lsn types typed)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -156,3 +156,26 @@ pub fn known_type_oids() -> Vec<u32> {
         .filter(|&oid| crate::cdc::types::is_known(oid))
         .collect()
 }
+
+/// Entry bytes as the cache stores them (a type tag, then the codec's payload) for `value`
+/// of type `T`, with the default codec.
+pub fn typed_encode<T>(value: &T) -> Result<Vec<u8>, Error>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    crate::typed::encode::<crate::DefaultCodec, T>(value)
+}
+
+/// Entry bytes read back as `T` through the type check and the default codec: the value,
+/// or what the check or the codec said (a type mismatch names both types).
+pub fn typed_decode<T>(bytes: &[u8]) -> Result<T, String>
+where
+    T: serde::de::DeserializeOwned + 'static,
+{
+    crate::typed::decode::<crate::DefaultCodec, T>(bytes).map_err(|e| match e {
+        crate::typed::Undecoded::OtherType { stored, requested } => {
+            format!("written as {stored}, read as {requested}")
+        }
+        crate::typed::Undecoded::Codec(e) => e.to_string(),
+    })
+}

@@ -25,6 +25,21 @@
 //! # Ok::<(), stampcache::Error>(())
 //! ```
 //!
+//! Database loaders can fail: [`Cache::get_or_load`] takes a loader returning a `Result`,
+//! hands its error back as [`LoadError::Loader`] and never caches it
+//! ([`get_or_compute`](Cache::get_or_compute), above, is for loaders that cannot fail).
+//!
+//! ```
+//! use stampcache::{Cache, LoadError, Read};
+//! let cache = Cache::embedded();
+//! let read = Read::count("blog.article");
+//! let failed = cache.get_or_load(&read, || Err::<i64, _>("db timeout"));
+//! assert!(matches!(failed, Err(LoadError::Loader("db timeout"))));
+//! let n: i64 = cache.get_or_load(&read, || Ok::<_, &str>(3)).unwrap(); // runs again
+//! assert_eq!(n, 3);
+//! # Ok::<(), stampcache::Error>(())
+//! ```
+//!
 //! The same with the async front end, [`AsyncCache`] (feature `tokio`, on by default):
 //! build it inside a tokio runtime; loaders are async, and so is every operation.
 //!

@@ -453,4 +453,18 @@ fn main() {
     conninfo_seeds().write(&root);
     lsn_seeds().write(&root);
     types_seeds().write(&root);
+    typed_seeds().write(&root);
+}
+
+/// Entries as the cache stores them: a type tag, then Bitcode's payload.
+fn typed_seeds() -> Seeds {
+    use stampcache::fuzzing::typed_encode;
+    let mut s = Seeds::new("typed");
+    let rows: Vec<(i64, String, Option<bool>)> =
+        vec![(1, "a".into(), None), (2, "b".into(), Some(true))];
+    s.add_near(&typed_encode(&rows).expect("rows encode"));
+    s.add_near(&typed_encode(&Vec::<(i64, String, Option<bool>)>::new()).expect("encodes"));
+    s.add_near(&typed_encode(&String::from("text")).expect("text encodes"));
+    s.add_near(&typed_encode(&vec![1_i64, 2, 3]).expect("numbers encode"));
+    s
 }
