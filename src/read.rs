@@ -1,6 +1,7 @@
 //! Descriptions of cached reads: [`Read`] for a table query, [`Dep`] for `cached_as`.
 
-use crate::cond::Cond;
+use crate::cond::{Cond, FieldRef};
+use crate::error::Error;
 use crate::profile::Op;
 
 /// Whether a call forces caching on or off, whatever its profile says.
@@ -104,6 +105,66 @@ impl Read {
     pub fn condition(&self) -> &Cond {
         &self.cond
     }
+
+    /// Refuses empty table and field names ([`Error::InvalidName`]), before the read is
+    /// planned: a field `""` would share the whole-table scheme and never be invalidated.
+    pub(crate) fn check_names(&self) -> Result<(), Error> {
+        if self.table.is_empty() {
+            return Err(Error::InvalidName(format!(
+                "a read (`{}`) names the empty table \"\"; name the table its rows come \
+                 from (the name writes report, e.g. \"blog.article\")",
+                self.op.name(),
+            )));
+        }
+        check_cond(&self.table, &self.cond)
+    }
+}
+
+/// Refuses empty field and table names anywhere in a condition of a read of `table`.
+fn check_cond(table: &str, cond: &Cond) -> Result<(), Error> {
+    let field = |f: &FieldRef| -> Result<(), Error> {
+        if f.table.as_deref() == Some("") {
+            return Err(Error::InvalidName(format!(
+                "a condition of a read of {table:?} names field {:?} of the empty table \"\"; \
+                 name the joined table (`(\"blog.author\", \"name\")`), or leave it out for \
+                 the read's own table",
+                f.name
+            )));
+        }
+        if f.name.is_empty() {
+            let of = f.table.as_deref().unwrap_or(table);
+            return Err(Error::InvalidName(format!(
+                "a condition of a read of {table:?} has an empty field name (of table {of:?}, \
+                 e.g. `Cond::eq(\"\", ..)`); name the column: written rows are matched \
+                 by field name, and an empty one would never be invalidated"
+            )));
+        }
+        Ok(())
+    };
+    match cond {
+        Cond::Eq(f, _) | Cond::In(f, _) | Cond::IsNull(f) => field(f),
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().try_for_each(|c| check_cond(table, c)),
+        Cond::Not(c) => check_cond(table, c),
+        Cond::Other {
+            table: Some(other), ..
+        } if other.is_empty() => Err(Error::InvalidName(format!(
+            "a condition of a read of {table:?} (`Cond::other_on`) names the empty table \"\"; \
+             name the table the condition reads"
+        ))),
+        Cond::Other { .. } => Ok(()),
+    }
+}
+
+/// Refuses an empty table name in a write (`on_insert`, `invalidate_model`, …): no read can
+/// name it, so the write would invalidate nothing.
+pub(crate) fn check_written_table(table: &str, call: &str) -> Result<(), Error> {
+    if table.is_empty() {
+        return Err(Error::InvalidName(format!(
+            "`{call}` of the empty table \"\"; name the table the row was written to (the \
+             name its reads use, e.g. \"blog.article\")"
+        )));
+    }
+    Ok(())
 }
 
 /// A dependency of a [`cached_as`](crate::Cache::cached_as) call.
@@ -119,6 +180,19 @@ impl Dep {
     /// A whole-table dependency.
     pub fn table(table: impl Into<String>) -> Dep {
         Dep::Table(table.into())
+    }
+
+    /// Refuses empty table and field names ([`Error::InvalidName`]).
+    pub(crate) fn check_names(&self) -> Result<(), Error> {
+        match self {
+            Dep::Read(r) => r.check_names(),
+            Dep::Table(t) if t.is_empty() => Err(Error::InvalidName(
+                "a `cached_as` dependency `Dep::table(\"\")` names the empty table; name the \
+                 table whose writes end the cached result"
+                    .into(),
+            )),
+            Dep::Table(_) => Ok(()),
+        }
     }
 }
 

@@ -376,7 +376,10 @@ impl<C: Codec> Core<C> {
         if self.shared.degrade
             && matches!(
                 error,
-                Error::Redis(_) | Error::Protocol(_) | Error::Unavailable(_)
+                Error::Redis(_)
+                    | Error::Protocol(_)
+                    | Error::Unavailable(_)
+                    | Error::Timeout { .. }
             )
         {
             Ok(())

@@ -60,6 +60,7 @@ struct Call<'c, C: Codec> {
 impl<C: Codec> Call<'_, C> {
     /// The entry's plan (`None`: the cache is off, the function just runs).
     fn plan(&self) -> Result<Option<Arc<Planned>>, Error> {
+        self.deps.iter().try_for_each(Dep::check_names)?;
         let args = match &self.args {
             Ok(a) => a,
             Err(why) => return Err(Error::Codec(why.clone())),

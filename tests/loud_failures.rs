@@ -1,0 +1,382 @@
+//! Mistakes and outages that must fail loudly and say what happened: a server that never
+//! answers (timeouts), credentials in URLs (never printed), malformed URLs.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::front::BuildFor;
+use common::{Backend, Loads};
+use stampcache::{Cache, Cond, Dep, Error, Read};
+
+crate::backend_suite!(
+    [embedded => Embedded, redis => Redis, redis_local_strict => RedisStrict, redis_local_tracked => RedisTracked,
+     async_embedded => AsyncEmbedded, async_redis => AsyncRedis, async_redis_local_strict => AsyncRedisStrict,
+     async_redis_local_tracked => AsyncRedisTracked];
+    empty_field_names_are_refused_everywhere,
+    empty_table_names_are_refused_in_reads_and_writes,
+);
+
+fn invalid_name(e: Error, says: &str) {
+    assert!(
+        matches!(e, Error::InvalidName(_)),
+        "an InvalidName error: {e:?}"
+    );
+    let text = e.to_string();
+    assert!(text.contains(says), "{text:?} should say {says:?}");
+}
+
+/// `Cond::eq("", ..)` used to be cached under the whole-table scheme and never invalidated
+/// by a row whose `""` field matched. It is refused, in every kind of read.
+fn empty_field_names_are_refused_everywhere(b: Backend) {
+    let cache = b.builder("empty-field").build_for(b).unwrap();
+    let loads = Loads::default();
+    let read = Read::fetch("blog.article").filter(Cond::eq("", 1));
+    let e = cache.get_or_compute(&read, loads.of(5_u64)).unwrap_err();
+    invalid_name(e, "empty field name");
+    assert_eq!(loads.count(), 0, "refused before the loader runs");
+    // Nested, on a joined table, in IN and IS NULL.
+    for cond in [
+        Cond::eq("category", 1).and(Cond::eq("", 1).or(Cond::eq("id", 2))),
+        Cond::eq(("blog.author", ""), 1),
+        Cond::is_in("", [1, 2]),
+        Cond::is_null("").not(),
+    ] {
+        let read = Read::fetch("blog.article").filter(cond);
+        let e = cache.get_or_compute(&read, loads.of(5_u64)).unwrap_err();
+        invalid_name(e, "empty field name");
+    }
+    // A joined table with an empty name.
+    let read = Read::fetch("blog.article").filter(Cond::eq(("", "name"), 1));
+    invalid_name(
+        cache.get_or_compute(&read, loads.of(5_u64)).unwrap_err(),
+        "empty table",
+    );
+    // Through a scope, a prepared read and cached_as.
+    let scope = cache.atomic();
+    invalid_name(
+        scope.get_or_compute(&read, loads.of(5_u64)).unwrap_err(),
+        "empty table",
+    );
+    scope.rollback();
+    let prepared = cache.prepare(&Read::get("blog.article").filter(Cond::eq("", 1)));
+    for _ in 0..2 {
+        invalid_name(
+            prepared.get_or_compute(loads.of(5_u64)).unwrap_err(),
+            "empty field name",
+        );
+    }
+    let e = cache
+        .cached_as([Dep::from(
+            Read::count("blog.article").filter(Cond::eq("", 1)),
+        )])
+        .name("report")
+        .get_or_compute(loads.of(5_u64))
+        .unwrap_err();
+    invalid_name(e, "empty field name");
+    assert_eq!(loads.count(), 0);
+
+    // What used to happen: a row whose "" field is 1 must kill such a read. Now the read is
+    // refused instead; a proper field name works as usual.
+    let good = Read::fetch("blog.article").filter(Cond::eq("flag", 1));
+    let n: u64 = cache.get_or_compute(&good, loads.of(5)).unwrap();
+    assert_eq!(n, 5);
+    cache
+        .on_insert("blog.article", &serde_json::json!({"flag": 1, "": 1}))
+        .unwrap();
+    let n: u64 = cache.get_or_compute(&good, loads.of(6)).unwrap();
+    assert_eq!((n, loads.count()), (6, 2));
+}
+
+/// An empty table name in a read or a write is refused; no read could name it.
+fn empty_table_names_are_refused_in_reads_and_writes(b: Backend) {
+    let cache = b.builder("empty-table").build_for(b).unwrap();
+    let loads = Loads::default();
+    let row = serde_json::json!({"id": 1, "category": 1});
+    invalid_name(
+        cache
+            .get_or_compute(&Read::fetch(""), loads.of(5_u64))
+            .unwrap_err(),
+        "empty table",
+    );
+    invalid_name(
+        cache
+            .get_or_compute(
+                &Read::count("").filter(Cond::eq("category", 1)),
+                loads.of(5_u64),
+            )
+            .unwrap_err(),
+        "empty table",
+    );
+    invalid_name(
+        cache
+            .cached_as([Dep::table("")])
+            .get_or_compute(loads.of(5_u64))
+            .unwrap_err(),
+        "empty table",
+    );
+    invalid_name(
+        cache
+            .get_or_compute(
+                &Read::fetch("blog.article").filter(Cond::other_on("", "x > 1")),
+                loads.of(5_u64),
+            )
+            .unwrap_err(),
+        "empty table",
+    );
+    assert_eq!(loads.count(), 0);
+    invalid_name(cache.on_insert("", &row).unwrap_err(), "on_insert");
+    invalid_name(cache.on_update("", &row, &row).unwrap_err(), "on_update");
+    invalid_name(cache.on_delete("", &row).unwrap_err(), "on_delete");
+    invalid_name(
+        cache.invalidate_obj("", &row).unwrap_err(),
+        "invalidate_obj",
+    );
+    invalid_name(cache.invalidate_model("").unwrap_err(), "invalidate_model");
+    invalid_name(
+        cache.invalidated_update("", [(&row, &row)]).unwrap_err(),
+        "invalidated_update",
+    );
+    invalid_name(
+        cache.invalidate_rows("", Vec::new()).unwrap_err(),
+        "invalidate_rows",
+    );
+    let scope = cache.atomic();
+    invalid_name(scope.on_insert("", &row).unwrap_err(), "on_insert");
+    invalid_name(scope.invalidate_model("").unwrap_err(), "invalidate_model");
+    invalid_name(
+        scope
+            .get_or_compute(&Read::get(""), loads.of(5_u64))
+            .unwrap_err(),
+        "empty table",
+    );
+    scope.commit().unwrap();
+    assert_eq!(cache.pending_invalidations(), 0);
+}
+
+/// A loopback server that accepts connections and never answers (nor closes them).
+struct Silent {
+    port: u16,
+    _held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let keep = held.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                keep.lock().unwrap().push(conn);
+            }
+        });
+        Silent { port, _held: held }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+fn read() -> Read {
+    Read::fetch("blog.article").filter(Cond::eq("category", 1))
+}
+
+/// The documented defaults (1 s to connect, 1 s for an answer) bound a call to a server
+/// that never answers, and the error says it timed out, where.
+fn check_timeout(e: &Error, elapsed: Duration, port: u16) {
+    eprintln!("{elapsed:?} {e:?} / {e}");
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "a silent server must fail within the 1 s timeout, took {elapsed:?}"
+    );
+    assert!(e.is_unavailable(), "a timeout means unavailable: {e:?}");
+    assert!(matches!(e, Error::Timeout { .. }), "a timeout error: {e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("timed out after 1s") && text.contains(&format!("127.0.0.1:{port}")),
+        "the message says what timed out and where: {text}"
+    );
+}
+
+#[test]
+fn a_silent_server_times_out_within_the_documented_second_blocking() {
+    let silent = Silent::start();
+    let cache = Cache::from_url(&silent.url()).unwrap();
+    let started = Instant::now();
+    let e = cache.get_or_compute(&read(), || 5_u64).unwrap_err();
+    check_timeout(&e, started.elapsed(), silent.port);
+    let started = Instant::now();
+    let e = cache
+        .on_insert("blog.article", &serde_json::json!({"id": 1, "category": 1}))
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert!(e.is_unavailable(), "{e:?}");
+}
+
+#[test]
+fn a_silent_server_times_out_within_the_documented_second_async() {
+    let silent = Silent::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = {
+        let _in = rt.enter();
+        Cache::builder().redis(silent.url()).build_async().unwrap()
+    };
+    let started = Instant::now();
+    let e = rt
+        .block_on(cache.get_or_compute(&read(), || async { 5_u64 }))
+        .unwrap_err();
+    check_timeout(&e, started.elapsed(), silent.port);
+}
+
+/// A server that answered, then stops answering (SIGSTOP): the next request fails within
+/// the response timeout, as a timeout while waiting.
+#[test]
+fn a_server_that_stops_answering_times_out_waiting_on_both_front_ends() {
+    let server = common::RedisServer::start(&[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let blocking = Cache::from_url(&server.url()).unwrap();
+    let asynch = {
+        let _in = rt.enter();
+        Cache::builder().redis(server.url()).build_async().unwrap()
+    };
+    let n: u64 = blocking.get_or_compute(&read(), || 5).unwrap();
+    assert_eq!(n, 5);
+    let n: u64 = rt
+        .block_on(asynch.get_or_compute(&read(), || async { 5 }))
+        .unwrap();
+    assert_eq!(n, 5);
+    server.pause();
+    let other = Read::fetch("blog.article").filter(Cond::eq("category", 2));
+    for e in [
+        {
+            let started = Instant::now();
+            let e = blocking.get_or_compute(&other, || 6_u64).unwrap_err();
+            (e, started.elapsed())
+        },
+        {
+            let started = Instant::now();
+            let e = rt
+                .block_on(asynch.get_or_compute(&other, || async { 6_u64 }))
+                .unwrap_err();
+            (e, started.elapsed())
+        },
+    ] {
+        let (e, elapsed) = e;
+        assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+        assert!(
+            matches!(
+                e,
+                Error::Timeout {
+                    connecting: false,
+                    ..
+                }
+            ),
+            "a timeout waiting: {e:?}"
+        );
+        assert!(e
+            .to_string()
+            .contains("timed out after 1s waiting for Redis at 127.0.0.1:"));
+    }
+    server.resume();
+}
+
+/// Neither `Display` nor `Debug` of an error about a URL shows its password, on both front
+/// ends, and the builder's `Debug` does not either.
+#[test]
+fn bad_urls_never_show_their_password() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for url in [
+        "redis://:s3cret@127.0.0.1:notaport/5",
+        "redis://alice:s3cret@127.0.0.1:notaport/5",
+        "redis://s3cret@[::1/",
+        "http://:s3cret@127.0.0.1:6379/",
+        ":s3cret@127.0.0.1:6379",
+        "unix://?pass=s3cret&db=x",
+    ] {
+        let builder = Cache::builder().redis(url);
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let blocking = builder.build().unwrap_err();
+        let asynch = {
+            let _in = rt.enter();
+            Cache::builder().redis(url).build_async().unwrap_err()
+        };
+        for e in [blocking, asynch] {
+            assert!(matches!(e, Error::Config(_)), "{url}: {e:?}");
+            let (text, debug) = (e.to_string(), format!("{e:?}"));
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(!debug.contains("s3cret"), "{debug}");
+            assert!(text.contains("bad Redis URL"), "{text}");
+        }
+    }
+    // The redacted form keeps what helps: scheme, user, host, port, database.
+    let e = Cache::from_url("redis://alice:s3cret@127.0.0.1:notaport/5").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("\"redis://alice:***@127.0.0.1:notaport/5\""),
+        "{e}"
+    );
+}
+
+/// A URL with a scheme Redis is not reached by says so, and lists the accepted ones.
+#[test]
+fn a_wrong_scheme_is_named_with_the_accepted_ones() {
+    for (url, says) in [
+        (
+            "http://127.0.0.1:6379/",
+            "the scheme \"http\" is not one of Redis'",
+        ),
+        (
+            "postgres://127.0.0.1/",
+            "the scheme \"postgres\" is not one of Redis'",
+        ),
+        ("127.0.0.1:6379", "no scheme"),
+    ] {
+        let e = Cache::from_url(url).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains(says), "{text}");
+        assert!(
+            text.contains("redis://") && text.contains("rediss://") && text.contains("unix://"),
+            "the accepted schemes are listed: {text}"
+        );
+    }
+}
+
+/// Wrong credentials at run time: the errors and events say what failed, never the
+/// password.
+#[test]
+fn wrong_credentials_never_show_the_password_in_errors_or_events() {
+    let server = common::RedisServer::start(&["--requirepass right-one"]);
+    let url = format!("redis://:s3cret-wrong@127.0.0.1:{}/", server.port);
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let cache = Cache::builder()
+        .redis(url)
+        .on_event(move |e| log.lock().unwrap().push(format!("{e:?}")))
+        .build()
+        .unwrap();
+    let e = cache.get_or_compute(&read(), || 5_u64).unwrap_err();
+    let (text, debug) = (e.to_string(), format!("{e:?}"));
+    assert!(
+        !text.contains("s3cret") && !debug.contains("s3cret"),
+        "{debug}"
+    );
+    let events = seen.lock().unwrap().join("\n");
+    assert!(events.contains("StoreFailed"), "{events}");
+    assert!(!events.contains("s3cret"), "{events}");
+}
