@@ -26,7 +26,8 @@ pub struct Read {
     pub(crate) table: String,
     pub(crate) op: Op,
     pub(crate) cond: Cond,
-    pub(crate) extra: String,
+    /// The parts given to [`extra`](Read::extra), in order (none empty).
+    pub(crate) extra: Vec<String>,
     pub(crate) db: String,
     pub(crate) force: Option<Force>,
 }
@@ -38,7 +39,7 @@ impl Read {
             table: table.into(),
             op,
             cond: Cond::all(),
-            extra: String::new(),
+            extra: Vec::new(),
             db: "default".to_owned(),
             force: None,
         }
@@ -73,8 +74,15 @@ impl Read {
     }
     /// Anything else that shapes the result (columns, order, limit, the SQL itself).
     /// It goes into the key; it does not affect invalidation.
+    ///
+    /// Each call **adds** a part (it never replaces earlier ones): `.extra("ORDER BY id")
+    /// .extra("LIMIT 20")` keys on both. Parts stay distinct: `.extra("a").extra("b")` and
+    /// `.extra("ab")` are different reads. An empty part adds nothing.
     pub fn extra(mut self, extra: impl Into<String>) -> Read {
-        self.extra = extra.into();
+        let extra = extra.into();
+        if !extra.is_empty() {
+            self.extra.push(extra);
+        }
         self
     }
     /// The database alias (default `"default"`). Part of the key unless the profile is

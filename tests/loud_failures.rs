@@ -17,6 +17,7 @@ crate::backend_suite!(
      async_redis_local_tracked => AsyncRedisTracked];
     empty_field_names_are_refused_everywhere,
     empty_table_names_are_refused_in_reads_and_writes,
+    extra_parts_add_up_and_stay_apart,
 );
 
 fn invalid_name(e: Error, says: &str) {
@@ -379,4 +380,49 @@ fn wrong_credentials_never_show_the_password_in_errors_or_events() {
     let events = seen.lock().unwrap().join("\n");
     assert!(events.contains("StoreFailed"), "{events}");
     assert!(!events.contains("s3cret"), "{events}");
+}
+
+/// `extra` adds a part; it used to replace the earlier text (two reads differing in their
+/// first part shared an entry).
+fn extra_parts_add_up_and_stay_apart(b: Backend) {
+    let cache = b.builder("extra").build_for(b).unwrap();
+    let loads = Loads::default();
+    let base = || Read::fetch("blog.article").filter(Cond::eq("category", 1));
+    let both = || base().extra("ORDER BY id").extra("LIMIT 20");
+    let n: u64 = cache.get_or_compute(&both(), loads.of(1)).unwrap();
+    assert_eq!(n, 1);
+    let n: u64 = cache
+        .get_or_compute(
+            &base().extra("ORDER BY title").extra("LIMIT 20"),
+            loads.of(2),
+        )
+        .unwrap();
+    assert_eq!(n, 2, "the first part is kept: another read");
+    let n: u64 = cache
+        .get_or_compute(&base().extra("LIMIT 20"), loads.of(3))
+        .unwrap();
+    assert_eq!(n, 3);
+    let n: u64 = cache
+        .get_or_compute(&base().extra("ORDER BY idLIMIT 20"), loads.of(4))
+        .unwrap();
+    assert_eq!(n, 4, "parts never run together");
+    let n: u64 = cache.get_or_compute(&both(), loads.of(5)).unwrap();
+    assert_eq!((n, loads.count()), (1, 4), "the same parts: the same read");
+    // An empty part adds nothing; one part keys as before.
+    let n: u64 = cache
+        .get_or_compute(&base().extra("").extra("LIMIT 20").extra(""), loads.of(6))
+        .unwrap();
+    assert_eq!((n, loads.count()), (3, 4));
+
+    let call = |parts: &[&str], v: u64| -> u64 {
+        let mut c = cache.cached_as([Dep::table("blog.article")]).name("f");
+        for p in parts {
+            c = c.extra(p);
+        }
+        c.get_or_compute(loads.of(v)).unwrap()
+    };
+    assert_eq!(call(&["a", "b"], 10), 10);
+    assert_eq!(call(&["b"], 11), 11, "cached_as keeps earlier parts too");
+    assert_eq!(call(&["ab"], 12), 12);
+    assert_eq!(call(&["a", "b"], 13), 10);
 }

@@ -302,7 +302,7 @@ impl<C: Codec> Core<C> {
         deps: &[Dep],
         name: &str,
         args: &[u8],
-        extra: &str,
+        extra: &[String],
         timeout: Option<Duration>,
     ) -> Option<Arc<Planned>> {
         if !self.shared.enabled {

@@ -200,7 +200,7 @@ impl TestCache {
             deps: deps.into_iter().collect(),
             name: String::new(),
             args: None,
-            extra: String::new(),
+            extra: Vec::new(),
         }
     }
     pub fn prepare(&self, read: &Read) -> TestPrepared {
@@ -273,7 +273,8 @@ pub struct TestCachedAs<'a> {
     deps: Vec<Dep>,
     name: String,
     args: Option<String>,
-    extra: String,
+    /// Each `extra` part, replayed in order.
+    extra: Vec<String>,
 }
 
 impl TestCachedAs<'_> {
@@ -287,7 +288,7 @@ impl TestCachedAs<'_> {
         self
     }
     pub fn extra(mut self, e: &str) -> Self {
-        self.extra = e.to_string();
+        self.extra.push(e.to_string());
         self
     }
     pub fn get_or_compute<T, F>(self, f: F) -> Result<T, Error>
@@ -297,19 +298,20 @@ impl TestCachedAs<'_> {
     {
         let args = self.args.unwrap_or_default();
         match self.cache {
-            TestCache::Blocking(c) => c
-                .cached_as(self.deps)
-                .name(self.name)
-                .args(&args)
-                .extra(self.extra)
-                .get_or_compute(f),
-            TestCache::Async(c) => drive(
-                c.cached_as(self.deps)
-                    .name(self.name)
-                    .args(&args)
-                    .extra(self.extra)
-                    .get_or_compute(lift(f)),
-            ),
+            TestCache::Blocking(c) => {
+                let mut call = c.cached_as(self.deps).name(self.name).args(&args);
+                for e in self.extra {
+                    call = call.extra(e);
+                }
+                call.get_or_compute(f)
+            }
+            TestCache::Async(c) => {
+                let mut call = c.cached_as(self.deps).name(self.name).args(&args);
+                for e in self.extra {
+                    call = call.extra(e);
+                }
+                drive(call.get_or_compute(lift(f)))
+            }
         }
     }
 }
