@@ -31,6 +31,17 @@ pub enum Error {
         /// The timeout that ran out.
         after: Duration,
     },
+    /// A write's invalidation could not reach Redis (the error inside says why) and is
+    /// **queued** in this process: it is sent in the background as soon as Redis answers,
+    /// and before this process's next call to it, so this process never serves what it
+    /// kills; other processes may until then. Returned by the write methods (`on_insert`,
+    /// `invalidate_model`, a scope's `commit`, …) when the cache does not degrade;
+    /// [`is_unavailable`](Error::is_unavailable) is the inner error's.
+    #[error(
+        "invalidation queued for replay (sent as soon as Redis answers; other processes \
+         may serve what it kills until then): {0}"
+    )]
+    InvalidationQueued(Box<Error>),
     /// Redis failed recently and is not asked again until its retry delay has passed.
     #[error("redis unavailable: {0}")]
     Unavailable(String),
@@ -73,6 +84,7 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Error::Unavailable(_) | Error::Timeout { .. } => true,
+            Error::InvalidationQueued(e) => e.is_unavailable(),
             Error::Redis(e) => {
                 e.is_io_error()
                     || e.is_timeout()

@@ -426,3 +426,65 @@ fn extra_parts_add_up_and_stay_apart(b: Backend) {
     assert_eq!(call(&["ab"], 12), 12);
     assert_eq!(call(&["a", "b"], 13), 10);
 }
+
+/// A write whose invalidation could not be sent says it was queued for replay (not lost),
+/// on both front ends; the queue is sent once Redis answers.
+#[test]
+fn a_failed_invalidation_says_it_was_queued_for_replay() {
+    let server = common::RedisServer::start(&[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let builder = || {
+        Cache::builder()
+            .redis(server.url())
+            .io_timeout(Duration::from_millis(200))
+            .connect_timeout(Duration::from_millis(200))
+            .retry_after(Duration::from_millis(100))
+    };
+    let blocking = builder().build().unwrap();
+    let asynch = {
+        let _in = rt.enter();
+        builder().build_async().unwrap()
+    };
+    let row = serde_json::json!({"id": 1, "category": 1});
+    let n: u64 = blocking.get_or_compute(&read(), || 5).unwrap();
+    assert_eq!(n, 5);
+    server.pause();
+    let errors = [
+        (
+            blocking.on_insert("blog.article", &row).unwrap_err(),
+            blocking.pending_invalidations(),
+        ),
+        (
+            rt.block_on(asynch.invalidate_model("blog.article"))
+                .unwrap_err(),
+            asynch.pending_invalidations(),
+        ),
+    ];
+    for (e, pending) in errors {
+        assert!(pending > 0, "queued");
+        assert!(e.is_unavailable(), "{e:?}");
+        let Error::InvalidationQueued(inner) = &e else {
+            panic!("an InvalidationQueued error: {e:?}");
+        };
+        assert!(inner.is_unavailable(), "{inner:?}");
+        assert!(
+            e.to_string().starts_with("invalidation queued for replay"),
+            "{e}"
+        );
+    }
+    server.resume();
+    std::thread::sleep(Duration::from_millis(150)); // past retry_after
+    blocking.flush_pending().unwrap();
+    assert_eq!(blocking.pending_invalidations(), 0);
+    let loads = Loads::default();
+    let n: u64 = blocking.get_or_compute(&read(), loads.of(6)).unwrap();
+    assert_eq!(
+        (n, loads.count()),
+        (6, 1),
+        "the queued invalidation was sent"
+    );
+}
