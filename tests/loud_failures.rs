@@ -488,3 +488,49 @@ fn a_failed_invalidation_says_it_was_queued_for_replay() {
         "the queued invalidation was sent"
     );
 }
+
+/// The embedded store never keeps an entry heavier than its whole capacity (it used to,
+/// at the cost of everything else), and an older value of that key goes too.
+#[test]
+fn the_embedded_store_keeps_no_entry_larger_than_its_capacity() {
+    let cache = Cache::builder().embedded(4096).build().unwrap();
+    let loads = Loads::default();
+    // Bytes the codec cannot pack smaller.
+    let noise = |n: usize| -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let small = Read::get("blog.article").filter(Cond::eq("id", 1));
+    let big = Read::get("blog.article").filter(Cond::eq("id", 2));
+    let v: Vec<u8> = cache
+        .get_or_compute(&small, loads.of(vec![1; 100]))
+        .unwrap();
+    assert_eq!(v.len(), 100);
+    for round in 1..=2 {
+        let v: Vec<u8> = cache.get_or_compute(&big, loads.of(noise(10_000))).unwrap();
+        assert_eq!(v.len(), 10_000);
+        assert_eq!(loads.count(), 1 + round, "the big value is never kept");
+    }
+    let v: Vec<u8> = cache.get_or_compute(&small, loads.of(vec![9])).unwrap();
+    assert_eq!((v.len(), loads.count()), (100, 3), "the small one stays");
+
+    let simple = cache.simple();
+    simple
+        .set("k", &vec![1_u8; 10], Duration::from_secs(60))
+        .unwrap();
+    simple
+        .set("k", &noise(10_000), Duration::from_secs(60))
+        .unwrap();
+    assert!(
+        matches!(simple.get::<Vec<u8>>("k"), Err(Error::CacheMiss)),
+        "neither the big value nor the one it replaced: {:?}",
+        simple.get::<Vec<u8>>("k").map(|v| v.len())
+    );
+}
