@@ -54,9 +54,6 @@ pub(crate) struct EmbeddedStore {
     stamps: Mutex<Stamps>,
     entries: Moka<String, Arc<Stored>>,
     counter: AtomicU64,
-    /// The bound of `entries`, in bytes: an entry heavier than all of it is never kept
-    /// (moka would admit it, and evict everything else for it).
-    capacity: u64,
 }
 
 /// What an entry weighs against the capacity.
@@ -93,14 +90,15 @@ impl EmbeddedStore {
                 .expire_after(ByDeadline)
                 .build(),
             counter: AtomicU64::new(1),
-            capacity: capacity_bytes,
         }
     }
 
-    /// Whether an entry fits at all; if not, any older value of its key goes (a later
+    /// Whether an entry fits at all (moka would admit one heavier than its whole bound, and
+    /// evict everything else for it); if not, any older value of its key goes (a later
     /// read must not find it) and the caller stores nothing.
     fn fits(&self, key: &str, token: &str, payload: usize) -> bool {
-        let fits = weight(key, token, payload) <= self.capacity;
+        let capacity = self.entries.policy().max_capacity().unwrap_or(u64::MAX);
+        let fits = weight(key, token, payload) <= capacity;
         if !fits {
             self.entries.invalidate(key);
         }
