@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::front::BuildFor;
-use common::{Backend, Loads};
-use stampcache::{Cache, Cond, Dep, Error, Read};
+use common::{Backend, Kind, Loads};
+use stampcache::{Cache, Cond, Dep, Error, LoadError, Read};
 
 crate::backend_suite!(
     [embedded => Embedded, redis => Redis, redis_local_strict => RedisStrict, redis_local_tracked => RedisTracked,
@@ -18,6 +18,8 @@ crate::backend_suite!(
     empty_field_names_are_refused_everywhere,
     empty_table_names_are_refused_in_reads_and_writes,
     extra_parts_add_up_and_stay_apart,
+    stats_count_the_stores_hits_and_misses,
+    prepared_reads_take_fallible_loaders,
 );
 
 fn invalid_name(e: Error, says: &str) {
@@ -533,4 +535,57 @@ fn the_embedded_store_keeps_no_entry_larger_than_its_capacity() {
         "neither the big value nor the one it replaced: {:?}",
         simple.get::<Vec<u8>>("k").map(|v| v.len())
     );
+}
+
+/// `stats()` counts the store's hits and misses, not only the local tier's: with Redis
+/// alone it used to say nothing at all.
+fn stats_count_the_stores_hits_and_misses(b: Backend) {
+    let cache = b.builder("stats").build_for(b).unwrap();
+    let loads = Loads::default();
+    let read = || Read::fetch("blog.article").filter(Cond::eq("category", 1));
+    let n: u64 = cache.get_or_compute(&read(), loads.of(5)).unwrap();
+    assert_eq!(n, 5);
+    let s = cache.stats();
+    assert_eq!((s.shared.misses, s.shared.hits), (1, 0), "{s:?}");
+    for _ in 0..3 {
+        let n: u64 = cache.get_or_compute(&read(), loads.of(6)).unwrap();
+        assert_eq!(n, 5);
+    }
+    let s = cache.stats();
+    assert_eq!(s.shared.misses, 1, "{s:?}");
+    assert_eq!(
+        s.shared.hits + s.local.hits,
+        3,
+        "each hit counted once: {s:?}"
+    );
+    if matches!(b.kind(), Kind::Embedded | Kind::Redis) {
+        assert_eq!(s.shared.hits, 3, "no local tier: the store's hits: {s:?}");
+    }
+    // The simple cache counts too.
+    let simple = cache.simple();
+    assert!(simple.get::<u8>("nothing").is_err());
+    simple.set("k", &1_u8, Duration::from_secs(60)).unwrap();
+    assert_eq!(simple.get::<u8>("k").unwrap(), 1);
+    let t = cache.stats();
+    assert_eq!(
+        (t.shared.misses, t.shared.hits),
+        (s.shared.misses + 1, s.shared.hits + 1),
+        "{t:?}"
+    );
+}
+
+/// A prepared read has the fallible `get_or_load`: a loader's error is returned, never
+/// cached; its value is.
+fn prepared_reads_take_fallible_loaders(b: Backend) {
+    let cache = b.builder("prepared-load").build_for(b).unwrap();
+    let hot = cache.prepare(&Read::get("blog.article").filter(Cond::eq("id", 1)));
+    let r: Result<String, LoadError<String>> = hot.get_or_load(|| Err("db timeout".into()));
+    assert!(
+        matches!(r, Err(LoadError::Loader(ref e)) if e == "db timeout"),
+        "{r:?}"
+    );
+    let r: Result<String, LoadError<String>> = hot.get_or_load(|| Ok("title".into()));
+    assert_eq!(r.unwrap(), "title", "the error was not cached");
+    let r: Result<String, LoadError<String>> = hot.get_or_load(|| Err("never".into()));
+    assert_eq!(r.unwrap(), "title", "the value was");
 }

@@ -37,6 +37,7 @@ use crate::plan::{entry_key_hash, plan_key, Plan, Planner};
 use crate::profile::{LocalMode, Profile};
 use crate::read::{Dep, Read};
 use crate::store::Store;
+use crate::sync::{AtomicU64, Ordering};
 use flight::Flights;
 use local::tracking::Channel;
 use local::{LocalStats, LocalTier};
@@ -109,6 +110,8 @@ struct Shared {
     runtime: Option<tokio::runtime::Handle>,
     /// Background replays (see `replayer.rs`).
     replayer: replayer::State,
+    /// Reads answered by the store, by outcome.
+    reads: ReadCounters,
 }
 
 impl Shared {
@@ -163,12 +166,69 @@ impl<C: Codec> std::fmt::Debug for Core<C> {
     }
 }
 
-/// Counters of a cache's tiers, from `Cache::stats`.
+/// Counters of a cache's tiers, from `Cache::stats`: the store's (Redis, or the embedded
+/// store) and the local tier's. A read answered locally counts in `local` only; every
+/// other cached read counts once in `shared`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Reads that reached the store: Redis, or the embedded store.
+    pub shared: SharedStats,
     /// The local tier (all zero when it is off).
     pub local: LocalStats,
+}
+
+/// How the reads that reached the store (Redis, or the embedded store) were answered,
+/// `simple()` reads included. Reads that bypass the cache, local hits and a scope's
+/// overlay hits are not counted here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedStats {
+    /// Served from the store.
+    pub hits: u64,
+    /// Not there (or dead): the loader ran.
+    pub misses: u64,
+    /// Served by another caller's loader (single flight, or the cross-process lock).
+    pub joined: u64,
+    /// The previous value served within a profile's stale grace.
+    pub stale: u64,
+    /// The store failed and the cache degraded to the loader.
+    pub degraded: u64,
+}
+
+/// The counters behind [`SharedStats`].
+#[derive(Default)]
+struct ReadCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    joined: AtomicU64,
+    stale: AtomicU64,
+    degraded: AtomicU64,
+}
+
+impl ReadCounters {
+    fn note(&self, outcome: Outcome) {
+        let c = match outcome {
+            Outcome::Hit => &self.hits,
+            Outcome::Miss => &self.misses,
+            Outcome::Joined => &self.joined,
+            Outcome::Stale => &self.stale,
+            Outcome::Degraded => &self.degraded,
+            _ => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> SharedStats {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SharedStats {
+            hits: n(&self.hits),
+            misses: n(&self.misses),
+            joined: n(&self.joined),
+            stale: n(&self.stale),
+            degraded: n(&self.degraded),
+        }
+    }
 }
 
 impl<C: Codec> Core<C> {
@@ -203,6 +263,7 @@ impl<C: Codec> Core<C> {
                 .then(tokio::runtime::Handle::try_current)
                 .and_then(Result::ok),
             replayer,
+            reads: ReadCounters::default(),
         });
         Core {
             _last: replayer::LastHandle::new(&shared),
@@ -360,8 +421,9 @@ impl<C: Codec> Core<C> {
         self.shared.emit(e);
     }
 
-    /// Reports how a read was answered.
+    /// Reports how a read was answered (and counts it, see [`SharedStats`]).
     pub fn read_event(&self, target: Target<'_>, outcome: Outcome) {
+        self.shared.reads.note(outcome);
         if !self.shared.listeners.is_empty() {
             self.emit(&Event::Read { target, outcome });
         }
@@ -393,6 +455,7 @@ impl<C: Codec> Core<C> {
     /// Counters of the tiers.
     pub fn stats(&self) -> Stats {
         Stats {
+            shared: self.shared.reads.get(),
             local: self
                 .shared
                 .local

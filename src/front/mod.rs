@@ -412,7 +412,8 @@ macro_rules! cache_handle {
                 $Simple::new(&self.core)
             }
 
-            /// Counters of the tiers.
+            /// Counters of the tiers: how the store (Redis, or the embedded store)
+            /// answered reads (`shared`: hits, misses, …) and the local tier's (`local`).
             pub fn stats(&self) -> Stats {
                 self.core.stats()
             }

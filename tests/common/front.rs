@@ -173,6 +173,12 @@ impl TestCache {
             TestCache::Async(c) => c.pending_invalidations(),
         }
     }
+    pub fn stats(&self) -> stampcache::Stats {
+        match self {
+            TestCache::Blocking(c) => c.stats(),
+            TestCache::Async(c) => c.stats(),
+        }
+    }
     pub fn flights_in_progress(&self) -> usize {
         match self {
             TestCache::Blocking(c) => c.flights_in_progress(),
@@ -323,6 +329,16 @@ pub enum TestPrepared {
 }
 
 impl TestPrepared {
+    pub fn get_or_load<T, E, F>(&self, f: F) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Result<T, E>,
+    {
+        match self {
+            TestPrepared::Blocking(p) => p.get_or_load(f),
+            TestPrepared::Async(p) => drive(p.get_or_load(lift(f))),
+        }
+    }
     pub fn get_or_compute<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
