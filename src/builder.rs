@@ -200,7 +200,8 @@ impl<C: Codec> Builder<C> {
         self.redis.pool_size = n;
         self
     }
-    /// Redis connect timeout (default 1 s).
+    /// Redis connect timeout (default 1 s): making a connection, its greeting (`AUTH`,
+    /// `SELECT`) included, fails with [`Error::Timeout`] past it.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.redis.connect_timeout = d;
         self
@@ -211,7 +212,9 @@ impl<C: Codec> Builder<C> {
         self.redis.retry_after = d;
         self
     }
-    /// Redis read and write timeout (default 1 s).
+    /// Redis response timeout (default 1 s): a request's whole answer (every reply of a
+    /// pipeline) must arrive within it, or it fails with [`Error::Timeout`] (the connection
+    /// is then dropped).
     pub fn io_timeout(mut self, d: Duration) -> Self {
         self.redis.io_timeout = d;
         self

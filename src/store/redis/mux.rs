@@ -74,13 +74,14 @@ impl Multiplexed {
         let sh = &*self.shared;
         let after = sh.opts.connect_timeout;
         let config = self.config(response);
-        match timeout_at(
-            deadline,
+        // Boxed: the redis crate's connect future is deep, and nested in every read's
+        // future it would overflow the compiler's query depth in users' crates. Connecting
+        // is rare; one allocation does not matter.
+        let connect = Box::pin(
             sh.client
                 .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        {
+        );
+        match timeout_at(deadline, connect).await {
             Ok(made) => made.map_err(|e| classify(e, true, &sh.addr, after)),
             Err(_) => Err(timed_out(true, &sh.addr, after)),
         }
