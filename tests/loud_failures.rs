@@ -260,7 +260,35 @@ fn a_server_that_stops_answering_times_out_waiting_on_both_front_ends() {
         .block_on(asynch.get_or_compute(&read(), || async { 5 }))
         .unwrap();
     assert_eq!(n, 5);
+    // A third cache whose commit sends one pipeline of three scripts: the redis crate
+    // alone waited the timeout once per reply (3 s).
+    let piped = Cache::from_url(&server.url()).unwrap();
+    let n: u64 = piped.get_or_compute(&read(), || 5).unwrap();
+    assert_eq!(n, 5);
+    let scope = piped.atomic();
+    for table in ["blog.article", "blog.author", "blog.tag"] {
+        scope
+            .on_insert(table, &serde_json::json!({"id": 1, "category": 1}))
+            .unwrap();
+    }
     server.pause();
+    let started = Instant::now();
+    let e = scope.commit().unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+    let Error::InvalidationQueued(inner) = &e else {
+        panic!("queued: {e:?}");
+    };
+    assert!(
+        matches!(
+            **inner,
+            Error::Timeout {
+                connecting: false,
+                ..
+            }
+        ),
+        "{inner:?}"
+    );
     let other = Read::fetch("blog.article").filter(Cond::eq("category", 2));
     for e in [
         {

@@ -95,7 +95,7 @@ struct PoolShared {
     client: Client,
     /// Where Redis is (`host:port` or a socket path), for errors.
     addr: String,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Pooled>>,
     opts: RedisOptions,
     breaker: Breaker,
 }
@@ -118,7 +118,7 @@ impl Pool {
     /// the whole: a server that accepts and never answers would cost one timeout per
     /// command. So the connection is made on a thread of its own, and abandoned (it ends by
     /// itself) when the deadline passes. Connections are pooled: this is rare.
-    fn connect(&self) -> Result<Connection, Error> {
+    fn connect(&self) -> Result<Pooled, Error> {
         let sh = &self.shared;
         let timeout = sh.opts.connect_timeout;
         let io = sh.opts.io_timeout;
@@ -137,7 +137,12 @@ impl Pool {
             return Err(Error::Redis(e.into()));
         }
         match rx.recv_timeout(timeout) {
-            Ok(made) => made.map_err(|e| classify(e, true, &sh.addr, timeout)),
+            Ok(made) => made
+                .map(|conn| Pooled {
+                    conn,
+                    read_timeout: None,
+                })
+                .map_err(|e| classify(e, true, &sh.addr, timeout)),
             Err(_) => Err(timed_out(true, &sh.addr, timeout)),
         }
     }
@@ -195,19 +200,30 @@ impl Exec for Pool {
     }
 }
 
-/// A connection whose requests must be answered, whole, by a deadline: the read timeout
-/// is set to what is left before each reply (the redis crate's own pipelines wait the
-/// full timeout for each reply). The first failure ends the request; the caller drops the
-/// connection.
+/// A pooled connection and the read timeout its socket has (set only when it must change:
+/// a `setsockopt` per request would cost more than the rest of a hit's client side).
+struct Pooled {
+    conn: Connection,
+    read_timeout: Option<Duration>,
+}
+
+/// A connection whose requests must be answered, whole, by a deadline: before each reply
+/// the socket's read timeout is brought within [`SLACK`] of what is left (the redis
+/// crate's own pipelines wait the full timeout for each reply). The first failure ends the
+/// request; the caller drops the connection.
 struct Timed<'c> {
-    conn: &'c mut Connection,
+    pooled: &'c mut Pooled,
     deadline: Instant,
 }
 
+/// How far past its deadline a reply may be waited for (the socket's timeout is left alone
+/// within it, so a request answered in time sets no timeout).
+const SLACK: Duration = Duration::from_millis(10);
+
 impl<'c> Timed<'c> {
-    fn new(conn: &'c mut Connection, within: Duration) -> Timed<'c> {
+    fn new(pooled: &'c mut Pooled, within: Duration) -> Timed<'c> {
         Timed {
-            conn,
+            pooled,
             deadline: Instant::now() + within,
         }
     }
@@ -219,8 +235,15 @@ impl<'c> Timed<'c> {
             if left.is_zero() {
                 return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
             }
-            self.conn.set_read_timeout(Some(left))?;
-            match self.conn.recv_response()? {
+            let p = &mut *self.pooled;
+            let keep = p
+                .read_timeout
+                .is_some_and(|t| t <= left.saturating_add(SLACK) && t + SLACK >= left);
+            if !keep {
+                p.conn.set_read_timeout(Some(left))?;
+                p.read_timeout = Some(left);
+            }
+            match p.conn.recv_response()? {
                 RValue::Push { .. } => continue,
                 v => return Ok(v),
             }
@@ -230,7 +253,7 @@ impl<'c> Timed<'c> {
 
 impl redis::ConnectionLike for Timed<'_> {
     fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<RValue> {
-        self.conn.send_packed_command(cmd)?;
+        self.pooled.conn.send_packed_command(cmd)?;
         self.recv()
     }
 
@@ -240,7 +263,7 @@ impl redis::ConnectionLike for Timed<'_> {
         offset: usize,
         count: usize,
     ) -> redis::RedisResult<Vec<RValue>> {
-        self.conn.send_packed_command(cmd)?;
+        self.pooled.conn.send_packed_command(cmd)?;
         let mut replies = Vec::with_capacity(count);
         for i in 0..offset + count {
             let v = self.recv()?;
@@ -252,14 +275,14 @@ impl redis::ConnectionLike for Timed<'_> {
     }
 
     fn get_db(&self) -> i64 {
-        self.conn.get_db()
+        self.pooled.conn.get_db()
     }
 
     fn check_connection(&mut self) -> bool {
-        self.conn.check_connection()
+        self.pooled.conn.check_connection()
     }
 
     fn is_open(&self) -> bool {
-        self.conn.is_open()
+        self.pooled.conn.is_open()
     }
 }
