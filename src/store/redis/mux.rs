@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value as RValue};
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout_at, Instant};
 
 use super::exec::{classify, timed_out, Breaker, Exec, Req};
 use super::RedisOptions;
@@ -120,14 +120,13 @@ impl Multiplexed {
         let (n, mut conn) = self.shared_conn().await?;
         let io = sh.opts.io_timeout;
         let reply = match req {
-            Req::Cmd(cmd) => timeout(io, cmd.query_async(&mut conn)).await,
-            Req::Pipe(pipe) => timeout(io, pipe.query_async(&mut conn)).await,
+            // The connection's response timeout (`io`) bounds each whole request; no timer
+            // of our own on the hot path.
+            Req::Cmd(cmd) => cmd.query_async(&mut conn).await,
+            Req::Pipe(pipe) => pipe.query_async(&mut conn).await,
             Req::Blocking(..) => unreachable!("blocking commands have their own connection"),
         };
-        let result = match reply {
-            Ok(r) => r.map_err(|e| classify(e, false, &sh.addr, io)),
-            Err(_) => Err(timed_out(false, &sh.addr, io)),
-        };
+        let result = reply.map_err(|e| classify(e, false, &sh.addr, io));
         if let Err(e) = &result {
             if e.is_unavailable() {
                 self.drop_conn(n);
@@ -141,10 +140,10 @@ impl Multiplexed {
         let after = wait.saturating_add(sh.opts.io_timeout);
         let deadline = Instant::now() + sh.opts.connect_timeout;
         let mut own = self.open(after, deadline).await?;
-        match timeout(after, cmd.query_async(&mut own)).await {
-            Ok(r) => r.map_err(|e| classify(e, false, &sh.addr, after)),
-            Err(_) => Err(timed_out(false, &sh.addr, after)),
-        }
+        // Its response timeout is `after`.
+        cmd.query_async(&mut own)
+            .await
+            .map_err(|e| classify(e, false, &sh.addr, after))
     }
 }
 
