@@ -20,10 +20,40 @@ use crate::store::redis::{RedisOptions, RedisStore};
 use crate::store::Store;
 
 /// Where the cache keeps its data.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Backend {
     Embedded { capacity: u64 },
     Redis { url: String },
+}
+
+/// The URL's password is never shown.
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Embedded { capacity } => f
+                .debug_struct("Embedded")
+                .field("capacity", capacity)
+                .finish(),
+            Backend::Redis { url } => f
+                .debug_struct("Redis")
+                .field("url", &crate::error::redact_url(url))
+                .finish(),
+        }
+    }
+}
+
+/// The settings, for logs: the Redis URL with its credentials redacted.
+impl<C: Codec> std::fmt::Debug for Builder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("backend", &self.backend)
+            .field("version", &self.version)
+            .field("enabled", &self.enabled)
+            .field("degrade", &self.degrade)
+            .field("redis", &self.redis)
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Configures and builds a [`Cache`].
@@ -90,7 +120,8 @@ impl Default for Builder<DefaultCodec> {
 
 impl<C: Codec> Builder<C> {
     /// Uses Redis at `url` (`redis://[:password@]host[:port][/db]`, `rediss://…` with the
-    /// `tls` feature, `unix:///path?db=N`). Without this the cache is embedded.
+    /// `tls` feature, `unix:///path?db=N`). Without this the cache is embedded. Errors,
+    /// events and `Debug` output never show the URL's password.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.backend = Backend::Redis { url: url.into() };
         self
@@ -171,7 +202,8 @@ impl<C: Codec> Builder<C> {
         self.redis.pool_size = n;
         self
     }
-    /// Redis connect timeout (default 1 s).
+    /// Redis connect timeout (default 1 s): making a connection, its greeting (`AUTH`,
+    /// `SELECT`) included, fails with [`Error::Timeout`] past it.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.redis.connect_timeout = d;
         self
@@ -182,7 +214,9 @@ impl<C: Codec> Builder<C> {
         self.redis.retry_after = d;
         self
     }
-    /// Redis read and write timeout (default 1 s).
+    /// Redis response timeout (default 1 s): a request's whole answer (every reply of a
+    /// pipeline) must arrive within it, or it fails with [`Error::Timeout`] (the connection
+    /// is then dropped).
     pub fn io_timeout(mut self, d: Duration) -> Self {
         self.redis.io_timeout = d;
         self

@@ -75,7 +75,7 @@ pub fn redis_typed(reply: redis::Value) -> Vec<Result<(), String>> {
 /// connection is made): `Ok`, or the [`Error::Config`] naming it.
 pub fn redis_url(url: &str) -> Result<(), Error> {
     crate::store::redis::client(url)?;
-    let bad = |e: redis::RedisError| Error::Config(format!("bad Redis URL {url:?}: {e}"));
+    let bad = |e: redis::RedisError| crate::store::redis::bad_url(url, e);
     let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(bad)?;
     let settings = info
         .redis_settings()

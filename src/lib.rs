@@ -96,7 +96,7 @@ mod value;
 
 pub use crate::core::local::LocalStats;
 pub use crate::core::scope::Isolation;
-pub use crate::core::Stats;
+pub use crate::core::{SharedStats, Stats};
 pub use builder::Builder;
 pub use codec::{Bitcode, Codec, DefaultCodec};
 pub use cond::{Cond, FieldRef};

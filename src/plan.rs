@@ -107,7 +107,7 @@ impl Planner {
         deps: &[Dep],
         name: &str,
         args: &[u8],
-        extra: &str,
+        extra: &[String],
         timeout: Option<Duration>,
     ) -> Plan {
         let mut acc = Deps::default();
@@ -124,8 +124,30 @@ impl Planner {
                 Dep::Table(t) => self.add_table(t, db, &mut acc),
             }
         }
-        for part in [name.as_bytes(), args, extra.as_bytes()] {
+        for part in [name.as_bytes(), args] {
             let _ = write!(acc.description, "[{}:{}]", part.len(), hash_hex(part));
+        }
+        // No part or one: as one text (the key of a single `extra` is that of its text).
+        // More: marked, each part on its own, so parts never run together.
+        match extra {
+            [] => {
+                let _ = write!(acc.description, "[0:{}]", hash_hex(b""));
+            }
+            [one] => {
+                let _ = write!(
+                    acc.description,
+                    "[{}:{}]",
+                    one.len(),
+                    hash_hex(one.as_bytes())
+                );
+            }
+            parts => {
+                acc.description.push_str("[+");
+                for p in parts {
+                    let _ = write!(acc.description, "{}:{},", p.len(), hash_hex(p.as_bytes()));
+                }
+                acc.description.push(']');
+            }
         }
         let ttl = timeout
             .or(shortest)
@@ -276,8 +298,22 @@ fn describe_read(read: &Read, profile: &Profile, d: &mut String) {
     d.push(',');
     read.cond.describe_into(d);
     d.push(',');
-    crate::value::push_int(read.extra.len() as i128, d);
-    d.push(':');
-    d.push_str(&read.extra);
+    // No part or one: `len:text`, as one text. More: `+` then each part as `len:text`
+    // (length-prefixed, so parts never run together, and `+` is no length's first byte).
+    let part = |p: &str, d: &mut String| {
+        crate::value::push_int(p.len() as i128, d);
+        d.push(':');
+        d.push_str(p);
+    };
+    match read.extra.as_slice() {
+        [] => part("", d),
+        [one] => part(one, d),
+        parts => {
+            d.push('+');
+            for p in parts {
+                part(p, d);
+            }
+        }
+    }
     d.push(')');
 }

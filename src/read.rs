@@ -1,6 +1,7 @@
 //! Descriptions of cached reads: [`Read`] for a table query, [`Dep`] for `cached_as`.
 
-use crate::cond::Cond;
+use crate::cond::{Cond, FieldRef};
+use crate::error::Error;
 use crate::profile::Op;
 
 /// Whether a call forces caching on or off, whatever its profile says.
@@ -25,7 +26,8 @@ pub struct Read {
     pub(crate) table: String,
     pub(crate) op: Op,
     pub(crate) cond: Cond,
-    pub(crate) extra: String,
+    /// The parts given to [`extra`](Read::extra), in order (none empty).
+    pub(crate) extra: Vec<String>,
     pub(crate) db: String,
     pub(crate) force: Option<Force>,
 }
@@ -37,7 +39,7 @@ impl Read {
             table: table.into(),
             op,
             cond: Cond::all(),
-            extra: String::new(),
+            extra: Vec::new(),
             db: "default".to_owned(),
             force: None,
         }
@@ -72,8 +74,15 @@ impl Read {
     }
     /// Anything else that shapes the result (columns, order, limit, the SQL itself).
     /// It goes into the key; it does not affect invalidation.
+    ///
+    /// Each call **adds** a part (it never replaces earlier ones): `.extra("ORDER BY id")
+    /// .extra("LIMIT 20")` keys on both. Parts stay distinct: `.extra("a").extra("b")` and
+    /// `.extra("ab")` are different reads. An empty part adds nothing.
     pub fn extra(mut self, extra: impl Into<String>) -> Read {
-        self.extra = extra.into();
+        let extra = extra.into();
+        if !extra.is_empty() {
+            self.extra.push(extra);
+        }
         self
     }
     /// The database alias (default `"default"`). Part of the key unless the profile is
@@ -104,6 +113,66 @@ impl Read {
     pub fn condition(&self) -> &Cond {
         &self.cond
     }
+
+    /// Refuses empty table and field names ([`Error::InvalidName`]), before the read is
+    /// planned: a field `""` would share the whole-table scheme and never be invalidated.
+    pub(crate) fn check_names(&self) -> Result<(), Error> {
+        if self.table.is_empty() {
+            return Err(Error::InvalidName(format!(
+                "a read (`{}`) names the empty table \"\"; name the table its rows come \
+                 from (the name writes report, e.g. \"blog.article\")",
+                self.op.name(),
+            )));
+        }
+        check_cond(&self.table, &self.cond)
+    }
+}
+
+/// Refuses empty field and table names anywhere in a condition of a read of `table`.
+fn check_cond(table: &str, cond: &Cond) -> Result<(), Error> {
+    let field = |f: &FieldRef| -> Result<(), Error> {
+        if f.table.as_deref() == Some("") {
+            return Err(Error::InvalidName(format!(
+                "a condition of a read of {table:?} names field {:?} of the empty table \"\"; \
+                 name the joined table (`(\"blog.author\", \"name\")`), or leave it out for \
+                 the read's own table",
+                f.name
+            )));
+        }
+        if f.name.is_empty() {
+            let of = f.table.as_deref().unwrap_or(table);
+            return Err(Error::InvalidName(format!(
+                "a condition of a read of {table:?} has an empty field name (of table {of:?}, \
+                 e.g. `Cond::eq(\"\", ..)`); name the column: written rows are matched \
+                 by field name, and an empty one would never be invalidated"
+            )));
+        }
+        Ok(())
+    };
+    match cond {
+        Cond::Eq(f, _) | Cond::In(f, _) | Cond::IsNull(f) => field(f),
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().try_for_each(|c| check_cond(table, c)),
+        Cond::Not(c) => check_cond(table, c),
+        Cond::Other {
+            table: Some(other), ..
+        } if other.is_empty() => Err(Error::InvalidName(format!(
+            "a condition of a read of {table:?} (`Cond::other_on`) names the empty table \"\"; \
+             name the table the condition reads"
+        ))),
+        Cond::Other { .. } => Ok(()),
+    }
+}
+
+/// Refuses an empty table name in a write (`on_insert`, `invalidate_model`, …): no read can
+/// name it, so the write would invalidate nothing.
+pub(crate) fn check_written_table(table: &str, call: &str) -> Result<(), Error> {
+    if table.is_empty() {
+        return Err(Error::InvalidName(format!(
+            "`{call}` of the empty table \"\"; name the table the row was written to (the \
+             name its reads use, e.g. \"blog.article\")"
+        )));
+    }
+    Ok(())
 }
 
 /// A dependency of a [`cached_as`](crate::Cache::cached_as) call.
@@ -119,6 +188,19 @@ impl Dep {
     /// A whole-table dependency.
     pub fn table(table: impl Into<String>) -> Dep {
         Dep::Table(table.into())
+    }
+
+    /// Refuses empty table and field names ([`Error::InvalidName`]).
+    pub(crate) fn check_names(&self) -> Result<(), Error> {
+        match self {
+            Dep::Read(r) => r.check_names(),
+            Dep::Table(t) if t.is_empty() => Err(Error::InvalidName(
+                "a `cached_as` dependency `Dep::table(\"\")` names the empty table; name the \
+                 table whose writes end the cached result"
+                    .into(),
+            )),
+            Dep::Table(_) => Ok(()),
+        }
     }
 }
 

@@ -111,6 +111,8 @@ fn kind(e: &Error) -> String {
         Error::Redis(r) if r.is_connection_refusal() => "redis refused".into(),
         Error::Redis(r) => format!("redis {:?}", r.kind()),
         Error::Unavailable(_) => "unavailable".into(),
+        Error::Timeout { .. } => "redis timeout".into(),
+        Error::InvalidationQueued(inner) => format!("queued ({})", kind(inner)),
         Error::Protocol(_) => "protocol".into(),
         Error::Codec(_) => "codec".into(),
         Error::LoaderFailed => "loader failed".into(),

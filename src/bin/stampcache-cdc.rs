@@ -59,8 +59,8 @@ Stops cleanly on SIGTERM or SIGINT. Exit status: 0 after a signal, 2 on a usage 
 error, 1 on other failures.
 ";
 
-/// The command line, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The command line, parsed. `Debug` hides the connection strings (they hold passwords).
+#[derive(Clone, PartialEq, Eq)]
 struct Args {
     postgres: String,
     redis: String,
@@ -73,6 +73,24 @@ struct Args {
     maps: Vec<(String, String)>,
     status_every: Duration,
     verbose: bool,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("postgres", &"<redacted>")
+            .field("redis", &"<redacted>")
+            .field("publication", &self.publication)
+            .field("slot", &self.slot)
+            .field("create", &self.create)
+            .field("temporary", &self.temporary)
+            .field("prefix", &self.prefix)
+            .field("version", &self.version)
+            .field("maps", &self.maps)
+            .field("status_every", &self.status_every)
+            .field("verbose", &self.verbose)
+            .finish()
+    }
 }
 
 /// What the command line asks for.
@@ -166,7 +184,18 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> 
                     }
                 }
             }
-            other => return Err(bad(format!("unknown argument {other:?}"))),
+            // Only options are quoted: a stray word may be part of a connection string
+            // (and its password) that lost its quotes.
+            other if other.starts_with('-') => {
+                return Err(bad(format!("unknown argument {other:?}")))
+            }
+            _ => {
+                return Err(bad(
+                    "a word that is no option: quote values that hold spaces \
+                     (--postgres \"host=… password=…\")"
+                        .into(),
+                ))
+            }
         }
     }
     let required = |v: Option<String>, name: &str| {
@@ -529,6 +558,21 @@ mod tests {
     }
 
     #[test]
+    fn passwords_never_reach_messages_or_debug() {
+        // A connection string that lost its quotes: its password is a word of its own.
+        let line = "--postgres host=db password=s3cret --redis redis://:s3cret@r/ \
+                    --publication p --slot s";
+        match args(line) {
+            Err(UsageError(m)) => assert!(!m.contains("s3cret"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let line = "--postgres postgres://u:s3cret@db/app --redis redis://:s3cret@r/ \
+                    --publication p --slot s";
+        let parsed = args(line).unwrap();
+        assert!(!format!("{parsed:?}").contains("s3cret"));
+    }
+
+    #[test]
     fn bad_command_lines_say_what_is_wrong() {
         for (line, says) in [
             (
@@ -546,7 +590,7 @@ mod tests {
             (&format!("{BASE} --create=yes"), "takes no value"),
             (&format!("{BASE} --slot"), "--slot needs a value"),
             (&format!("{BASE} --bogus"), "unknown argument \"--bogus\""),
-            (&format!("{BASE} stray"), "unknown argument \"stray\""),
+            (&format!("{BASE} stray"), "a word that is no option"),
         ] {
             match args(line) {
                 Err(UsageError(m)) => assert!(m.contains(says), "{line}: {m}"),

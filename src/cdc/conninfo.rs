@@ -6,8 +6,8 @@ use pgwire_replication::TlsConfig;
 
 use super::CdcError;
 
-/// Where and how to connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and how to connect. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct ConnInfo {
     pub host: String,
     pub port: u16,
@@ -17,6 +17,23 @@ pub(crate) struct ConnInfo {
     /// `disable` (the default), `require`, `verify-ca` or `verify-full`.
     pub sslmode: String,
     pub sslrootcert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() { "" } else { "***" },
+            )
+            .field("dbname", &self.dbname)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .finish()
+    }
 }
 
 impl Default for ConnInfo {
@@ -45,11 +62,13 @@ impl ConnInfo {
         {
             url_pairs(rest)?
         } else {
+            // A word that is not key=value is not quoted in the error: it may be a password.
             s.split_whitespace()
-                .map(|kv| {
+                .enumerate()
+                .map(|(i, kv)| {
                     kv.split_once('=')
                         .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-                        .ok_or_else(|| bad(format!("{kv:?} is not key=value")))
+                        .ok_or_else(|| bad(format!("word {} is not key=value", i + 1)))
                 })
                 .collect::<Result<_, _>>()?
         };
@@ -103,7 +122,9 @@ fn url_pairs(rest: &str) -> Result<Vec<(String, String)>, CdcError> {
         let (user, password) = u.split_once(':').unwrap_or((u, ""));
         pairs.push(("user".to_owned(), decode(user)?));
         if !password.is_empty() {
-            pairs.push(("password".to_owned(), decode(password)?));
+            let password = decode(password)
+                .map_err(|_| bad("bad percent escape or UTF-8 in the password".into()))?;
+            pairs.push(("password".to_owned(), password));
         }
     }
     let (host, port) = match hostport.rsplit_once(':') {
@@ -119,11 +140,15 @@ fn url_pairs(rest: &str) -> Result<Vec<(String, String)>, CdcError> {
     if !db.is_empty() {
         pairs.push(("dbname".to_owned(), decode(db)?));
     }
-    for kv in query.split('&').filter(|s| !s.is_empty()) {
+    for (i, kv) in query.split('&').filter(|s| !s.is_empty()).enumerate() {
         let (k, v) = kv
             .split_once('=')
-            .ok_or_else(|| bad(format!("{kv:?} is not key=value")))?;
-        pairs.push((k.to_owned(), decode(v)?));
+            .ok_or_else(|| bad(format!("query parameter {} is not key=value", i + 1)))?;
+        let v = match k {
+            "password" => decode(v).map_err(|_| bad("bad escape in the password".into()))?,
+            _ => decode(v)?,
+        };
+        pairs.push((k.to_owned(), v));
     }
     Ok(pairs)
 }
@@ -168,5 +193,20 @@ mod tests {
         assert!(ConnInfo::parse("colour=blue").is_err());
         assert!(ConnInfo::parse("sslmode=prefer").is_err());
         assert!(ConnInfo::parse("postgres://u@h/d?x=%zz").is_err());
+    }
+
+    #[test]
+    fn passwords_are_never_shown() {
+        let c = ConnInfo::parse("host=db user=u password=s3cret").unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+        for bad in [
+            "host=db s3cret",
+            "postgres://u:s3cret%zz@db/app",
+            "postgres://u@db/app?password=s3cret%zz",
+            "postgres://u@db/app?s3cret",
+        ] {
+            let e = ConnInfo::parse(bad).unwrap_err();
+            assert!(!format!("{e} {e:?}").contains("s3cret"), "{bad}: {e}");
+        }
     }
 }

@@ -157,7 +157,8 @@ impl<C: Codec> Core<C> {
     }
 
     /// Sends a batch (after anything queued before it); queues it if the store fails. The
-    /// gateway of every invalidation.
+    /// gateway of every invalidation. A failure that is not degraded is returned as
+    /// [`Error::InvalidationQueued`]: the caller learns the batch is not lost.
     pub async fn apply(&self, b: Batch) -> Result<(), Error> {
         match self.deliver(&b).await {
             Ok(()) => {
@@ -168,6 +169,7 @@ impl<C: Codec> Core<C> {
                 self.invalidation_events(&b, true);
                 self.queue_batch(b);
                 self.store_failed("invalidate", e)
+                    .map_err(|e| Error::InvalidationQueued(Box::new(e)))
             }
         }
     }

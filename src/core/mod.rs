@@ -38,6 +38,7 @@ use crate::plan::{entry_key_hash, plan_key, Plan, Planner};
 use crate::profile::{LocalMode, Profile};
 use crate::read::{Dep, Read};
 use crate::store::Store;
+use crate::sync::{AtomicU64, Ordering};
 use flight::Flights;
 use local::tracking::Channel;
 use local::{LocalStats, LocalTier};
@@ -115,6 +116,8 @@ struct Shared {
     replayer: replayer::State,
     /// Value kinds seen per field, in conditions and row images (see `kinds.rs`).
     kinds: kinds::KindBook,
+    /// Reads answered by the store, by outcome.
+    reads: ReadCounters,
 }
 
 impl Shared {
@@ -169,12 +172,69 @@ impl<C: Codec> std::fmt::Debug for Core<C> {
     }
 }
 
-/// Counters of a cache's tiers, from `Cache::stats`.
+/// Counters of a cache's tiers, from `Cache::stats`: the store's (Redis, or the embedded
+/// store) and the local tier's. A read answered locally counts in `local` only; every
+/// other cached read counts once in `shared`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Reads that reached the store: Redis, or the embedded store.
+    pub shared: SharedStats,
     /// The local tier (all zero when it is off).
     pub local: LocalStats,
+}
+
+/// How the reads that reached the store (Redis, or the embedded store) were answered,
+/// `simple()` reads included. Reads that bypass the cache, local hits and a scope's
+/// overlay hits are not counted here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedStats {
+    /// Served from the store.
+    pub hits: u64,
+    /// Not there (or dead): the loader ran.
+    pub misses: u64,
+    /// Served by another caller's loader (single flight, or the cross-process lock).
+    pub joined: u64,
+    /// The previous value served within a profile's stale grace.
+    pub stale: u64,
+    /// The store failed and the cache degraded to the loader.
+    pub degraded: u64,
+}
+
+/// The counters behind [`SharedStats`].
+#[derive(Default)]
+struct ReadCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    joined: AtomicU64,
+    stale: AtomicU64,
+    degraded: AtomicU64,
+}
+
+impl ReadCounters {
+    fn note(&self, outcome: Outcome) {
+        let c = match outcome {
+            Outcome::Hit => &self.hits,
+            Outcome::Miss => &self.misses,
+            Outcome::Joined => &self.joined,
+            Outcome::Stale => &self.stale,
+            Outcome::Degraded => &self.degraded,
+            _ => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> SharedStats {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SharedStats {
+            hits: n(&self.hits),
+            misses: n(&self.misses),
+            joined: n(&self.joined),
+            stale: n(&self.stale),
+            degraded: n(&self.degraded),
+        }
+    }
 }
 
 impl<C: Codec> Core<C> {
@@ -211,6 +271,7 @@ impl<C: Codec> Core<C> {
                 .and_then(Result::ok),
             replayer,
             kinds: kinds::KindBook::default(),
+            reads: ReadCounters::default(),
         });
         Core {
             _last: replayer::LastHandle::new(&shared),
@@ -311,7 +372,7 @@ impl<C: Codec> Core<C> {
         deps: &[Dep],
         name: &str,
         args: &[u8],
-        extra: &str,
+        extra: &[String],
         timeout: Option<Duration>,
     ) -> Option<Arc<Planned>> {
         if !self.shared.enabled {
@@ -369,7 +430,6 @@ impl<C: Codec> Core<C> {
         self.shared.emit(e);
     }
 
-    /// Reports how a read was answered.
     /// Records the kinds of a new plan's condition values; reports a clash with rows.
     fn note_condition_kinds(&self, plan: &Plan) {
         for (table, conjs) in &plan.depends {
@@ -421,7 +481,9 @@ impl<C: Codec> Core<C> {
         Ok(())
     }
 
+    /// Reports how a read was answered (and counts it, see [`SharedStats`]).
     pub fn read_event(&self, target: Target<'_>, outcome: Outcome) {
+        self.shared.reads.note(outcome);
         if !self.shared.listeners.is_empty() {
             self.emit(&Event::Read { target, outcome });
         }
@@ -436,7 +498,10 @@ impl<C: Codec> Core<C> {
         if self.shared.degrade
             && matches!(
                 error,
-                Error::Redis(_) | Error::Protocol(_) | Error::Unavailable(_)
+                Error::Redis(_)
+                    | Error::Protocol(_)
+                    | Error::Unavailable(_)
+                    | Error::Timeout { .. }
             )
         {
             Ok(())
@@ -450,6 +515,7 @@ impl<C: Codec> Core<C> {
     /// Counters of the tiers.
     pub fn stats(&self) -> Stats {
         Stats {
+            shared: self.shared.reads.get(),
             local: self
                 .shared
                 .local

@@ -57,6 +57,7 @@ impl<C: Codec> AsyncCache<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        read.check_names()?;
         self.core.read(read, loader).await
     }
 

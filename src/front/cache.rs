@@ -61,6 +61,7 @@ impl<C: Codec> Cache<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
+        read.check_names()?;
         match self.core.begin_read(read) {
             Begun::Served(v) => Ok((v, Served::Cached)),
             Begun::Go(job) => block_on(self.core.finish(job, super::ready_loader(loader))),

@@ -53,13 +53,15 @@ struct Call<'c, C: Codec> {
     name: String,
     /// The canonical arguments, or why they have none.
     args: Result<Vec<u8>, String>,
-    extra: String,
+    /// The parts given to `extra`, in order (none empty).
+    extra: Vec<String>,
     timeout: Option<Duration>,
 }
 
 impl<C: Codec> Call<'_, C> {
     /// The entry's plan (`None`: the cache is off, the function just runs).
     fn plan(&self) -> Result<Option<Arc<Planned>>, Error> {
+        self.deps.iter().try_for_each(Dep::check_names)?;
         let args = match &self.args {
             Ok(a) => a,
             Err(why) => return Err(Error::Codec(why.clone())),
@@ -85,7 +87,7 @@ macro_rules! describe_call {
                         deps,
                         name: String::new(),
                         args: Ok(Vec::new()),
-                        extra: String::new(),
+                        extra: Vec::new(),
                         timeout: None,
                     },
                 }
@@ -105,9 +107,13 @@ macro_rules! describe_call {
                 };
                 self
             }
-            /// Anything else that distinguishes results (in the key).
+            /// Anything else that distinguishes results (in the key). Each call adds a
+            /// part, as [`Read::extra`](crate::Read::extra) does: earlier parts stay.
             pub fn extra(mut self, extra: impl Into<String>) -> Self {
-                self.call.extra = extra.into();
+                let extra = extra.into();
+                if !extra.is_empty() {
+                    self.call.extra.push(extra);
+                }
                 self
             }
             /// Entry lifetime (default: the shortest timeout of the dependencies' profiles).

@@ -284,12 +284,14 @@ macro_rules! writes {
     ($mode:tt $(, $async:tt)?) => {
         /// Invalidates every cached read that row `row` of `table` can affect.
         pub $($async)? fn invalidate_obj<R: Serialize + ?Sized>(&self, table: &str, row: &R) -> Result<(), Error> {
+            crate::read::check_written_table(table, "invalidate_obj")?;
             let rows = vec![Row::from_serialize(row)?];
             $crate::front::drive!($mode, self.written(table, rows, None))
         }
 
         /// Invalidates every cached read that any of `rows` can affect, in one call.
         pub $($async)? fn invalidate_rows(&self, table: &str, rows: impl IntoIterator<Item = Row>) -> Result<(), Error> {
+            crate::read::check_written_table(table, "invalidate_rows")?;
             let rows = rows.into_iter().collect();
             $crate::front::drive!($mode, self.written(table, rows, None))
         }
@@ -297,6 +299,7 @@ macro_rules! writes {
         /// A row was inserted: reads its values match die (and a profile's
         /// `cache_on_save` stores it).
         pub $($async)? fn on_insert<R: Serialize + ?Sized>(&self, table: &str, new: &R) -> Result<(), Error> {
+            crate::read::check_written_table(table, "on_insert")?;
             let rows = vec![Row::from_serialize(new)?];
             let saved = self.saved(table, new)?;
             $crate::front::drive!($mode, self.written(table, rows, saved))
@@ -304,6 +307,7 @@ macro_rules! writes {
 
         /// A row was updated: reads matching the old or the new version die.
         pub $($async)? fn on_update<R: Serialize + ?Sized>(&self, table: &str, old: &R, new: &R) -> Result<(), Error> {
+            crate::read::check_written_table(table, "on_update")?;
             let rows = Row::images_of_update(old, new)?.into();
             let saved = self.saved(table, new)?;
             $crate::front::drive!($mode, self.written(table, rows, saved))
@@ -311,6 +315,7 @@ macro_rules! writes {
 
         /// A row was deleted: reads its values match die.
         pub $($async)? fn on_delete<R: Serialize + ?Sized>(&self, table: &str, old: &R) -> Result<(), Error> {
+            crate::read::check_written_table(table, "on_delete")?;
             let rows = vec![Row::from_serialize(old)?];
             $crate::front::drive!($mode, self.written(table, rows, None))
         }
@@ -321,12 +326,14 @@ macro_rules! writes {
             table: &str,
             changes: impl IntoIterator<Item = (&'r R, &'r R)>,
         ) -> Result<(), Error> {
+            crate::read::check_written_table(table, "invalidated_update")?;
             let rows = Row::images_of_changes(changes)?;
             $crate::front::drive!($mode, self.written(table, rows, None))
         }
 
         /// Invalidates every cached read of a table.
         pub $($async)? fn invalidate_model(&self, table: &str) -> Result<(), Error> {
+            crate::read::check_written_table(table, "invalidate_model")?;
             $crate::front::drive!($mode, self.whole_table(table))
         }
     };
@@ -405,7 +412,8 @@ macro_rules! cache_handle {
                 $Simple::new(&self.core)
             }
 
-            /// Counters of the tiers.
+            /// Counters of the tiers: how the store (Redis, or the embedded store)
+            /// answered reads (`shared`: hits, misses, …) and the local tier's (`local`).
             pub fn stats(&self) -> Stats {
                 self.core.stats()
             }

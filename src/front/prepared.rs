@@ -44,11 +44,27 @@ struct Planning<C: Codec> {
     op: Op,
     /// `None`: the read bypasses the cache.
     planned: Option<Arc<Planned>>,
+    /// Why the read is refused (an empty name), reported by every call.
+    refused: Option<String>,
 }
 
 impl<C: Codec> Planning<C> {
     fn new(core: Core<C>, read: &Read) -> Planning<C> {
+        if let Err(e) = read.check_names() {
+            let refused = Some(match e {
+                Error::InvalidName(why) => why,
+                e => e.to_string(),
+            });
+            return Planning {
+                planned: None,
+                refused,
+                core,
+                table: read.table().to_owned(),
+                op: read.op(),
+            };
+        }
         Planning {
+            refused: None,
             planned: core.plan(read),
             core,
             table: read.table().to_owned(),
@@ -63,9 +79,13 @@ impl<C: Codec> Planning<C> {
         }
     }
 
-    fn begin<T: Send + Sync + 'static>(&self) -> Begun<'_, T> {
-        self.core
-            .begin_planned(self.target(), self.planned.as_ref())
+    fn begin<T: Send + Sync + 'static>(&self) -> Result<Begun<'_, T>, Error> {
+        if let Some(why) = &self.refused {
+            return Err(Error::InvalidName(why.clone()));
+        }
+        Ok(self
+            .core
+            .begin_planned(self.target(), self.planned.as_ref()))
     }
 }
 
@@ -85,7 +105,7 @@ impl<C: Codec> Prepared<C> {
         F: FnOnce() -> Result<T, E>,
     {
         let p = &self.inner;
-        match p.begin() {
+        match p.begin()? {
             Begun::Served(v) => Ok((v, Served::Cached)),
             Begun::Go(job) => block_on(p.core.finish(job, super::ready_loader(loader))),
         }
@@ -109,7 +129,7 @@ impl<C: Codec> AsyncPrepared<C> {
         Fut: std::future::Future<Output = Result<T, E>>,
     {
         let p = &self.inner;
-        match p.begin() {
+        match p.begin()? {
             Begun::Served(v) => Ok((v, Served::Cached)),
             Begun::Go(job) => p.core.finish(job, loader).await,
         }

@@ -142,6 +142,7 @@ impl<C: Codec> Scope<C> {
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Result<T, E>,
     {
+        read.check_names()?;
         block_on(self.inner.read(read, super::ready_loader(loader)))
     }
 
@@ -182,6 +183,7 @@ mod asynch {
             F: FnOnce() -> Fut,
             Fut: Future<Output = Result<T, E>>,
         {
+            read.check_names()?;
             self.inner.read(read, loader).await
         }
 

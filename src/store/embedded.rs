@@ -56,6 +56,11 @@ pub(crate) struct EmbeddedStore {
     counter: AtomicU64,
 }
 
+/// What an entry weighs against the capacity.
+fn weight(key: &str, token: &str, payload: usize) -> u64 {
+    (key.len() + token.len() + payload) as u64
+}
+
 struct ByDeadline;
 impl moka::Expiry<String, Arc<Stored>> for ByDeadline {
     fn expire_after_create(&self, _: &String, v: &Arc<Stored>, now: Instant) -> Option<Duration> {
@@ -80,12 +85,24 @@ impl EmbeddedStore {
             entries: Moka::builder()
                 .max_capacity(capacity_bytes)
                 .weigher(|k: &String, v: &Arc<Stored>| {
-                    (k.len() + v.token.len() + v.payload.len()).min(u32::MAX as usize) as u32
+                    weight(k, &v.token, v.payload.len()).min(u32::MAX as u64) as u32
                 })
                 .expire_after(ByDeadline)
                 .build(),
             counter: AtomicU64::new(1),
         }
+    }
+
+    /// Whether an entry fits at all (moka would admit one heavier than its whole bound, and
+    /// evict everything else for it); if not, any older value of its key goes (a later
+    /// read must not find it) and the caller stores nothing.
+    fn fits(&self, key: &str, token: &str, payload: usize) -> bool {
+        let capacity = self.entries.policy().max_capacity().unwrap_or(u64::MAX);
+        let fits = weight(key, token, payload) <= capacity;
+        if !fits {
+            self.entries.invalidate(key);
+        }
+        fits
     }
 
     fn checksum(values: &[u64]) -> String {
@@ -177,7 +194,9 @@ impl EmbeddedStore {
     pub fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {
         let now = Instant::now();
         let stamps = self.stamps.lock();
-        if self.current(&stamps, plan, now).as_ref() != Some(&token.0) {
+        if self.current(&stamps, plan, now).as_ref() != Some(&token.0)
+            || !self.fits(&plan.entry, &token.0, payload.len())
+        {
             return Ok(false);
         }
         self.entries.insert(
@@ -290,6 +309,9 @@ impl EmbeddedStore {
     }
 
     pub fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Error> {
+        if !self.fits(key, "", value.len()) {
+            return Ok(());
+        }
         self.entries.insert(
             key.to_owned(),
             Arc::new(Stored {

@@ -173,6 +173,12 @@ impl TestCache {
             TestCache::Async(c) => c.pending_invalidations(),
         }
     }
+    pub fn stats(&self) -> stampcache::Stats {
+        match self {
+            TestCache::Blocking(c) => c.stats(),
+            TestCache::Async(c) => c.stats(),
+        }
+    }
     pub fn flights_in_progress(&self) -> usize {
         match self {
             TestCache::Blocking(c) => c.flights_in_progress(),
@@ -200,7 +206,7 @@ impl TestCache {
             deps: deps.into_iter().collect(),
             name: String::new(),
             args: None,
-            extra: String::new(),
+            extra: Vec::new(),
         }
     }
     pub fn prepare(&self, read: &Read) -> TestPrepared {
@@ -278,7 +284,8 @@ pub struct TestCachedAs<'a> {
     deps: Vec<Dep>,
     name: String,
     args: Option<String>,
-    extra: String,
+    /// Each `extra` part, replayed in order.
+    extra: Vec<String>,
 }
 
 impl TestCachedAs<'_> {
@@ -292,7 +299,7 @@ impl TestCachedAs<'_> {
         self
     }
     pub fn extra(mut self, e: &str) -> Self {
-        self.extra = e.to_string();
+        self.extra.push(e.to_string());
         self
     }
     pub fn get_or_compute<T, F>(self, f: F) -> Result<T, Error>
@@ -302,19 +309,20 @@ impl TestCachedAs<'_> {
     {
         let args = self.args.unwrap_or_default();
         match self.cache {
-            TestCache::Blocking(c) => c
-                .cached_as(self.deps)
-                .name(self.name)
-                .args(&args)
-                .extra(self.extra)
-                .get_or_compute(f),
-            TestCache::Async(c) => drive(
-                c.cached_as(self.deps)
-                    .name(self.name)
-                    .args(&args)
-                    .extra(self.extra)
-                    .get_or_compute(lift(f)),
-            ),
+            TestCache::Blocking(c) => {
+                let mut call = c.cached_as(self.deps).name(self.name).args(&args);
+                for e in self.extra {
+                    call = call.extra(e);
+                }
+                call.get_or_compute(f)
+            }
+            TestCache::Async(c) => {
+                let mut call = c.cached_as(self.deps).name(self.name).args(&args);
+                for e in self.extra {
+                    call = call.extra(e);
+                }
+                drive(call.get_or_compute(lift(f)))
+            }
         }
     }
 }
@@ -326,6 +334,16 @@ pub enum TestPrepared {
 }
 
 impl TestPrepared {
+    pub fn get_or_load<T, E, F>(&self, f: F) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Result<T, E>,
+    {
+        match self {
+            TestPrepared::Blocking(p) => p.get_or_load(f),
+            TestPrepared::Async(p) => drive(p.get_or_load(lift(f))),
+        }
+    }
     pub fn get_or_compute<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,

@@ -190,14 +190,13 @@ pub(crate) fn setup(s: LocalSetup<'_>) -> Result<(Option<LocalTier>, Option<Arc<
             }
             // The push connection is RESP2 whatever the URL asks: it reads invalidations as
             // pub/sub messages (RESP3 would deliver them as pushes it never sees).
-            let info = redis::IntoConnectionInfo::into_connection_info(url)
-                .map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
+            let bad = |e| crate::store::redis::bad_url(url, e);
+            let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(bad)?;
             let settings = info
                 .redis_settings()
                 .clone()
                 .set_protocol(redis::ProtocolVersion::RESP2);
-            let client = redis::Client::open(info.set_redis_settings(settings))
-                .map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))?;
+            let client = redis::Client::open(info.set_redis_settings(settings)).map_err(bad)?;
             let opts = TrackingOptions {
                 prefix,
                 heartbeat: s.heartbeat,

@@ -50,15 +50,38 @@ impl Breaker {
         Ok(())
     }
 
-    /// Classifies a failure; opens the breaker when Redis is unreachable. Returns whether
-    /// it did (so connections made before may be dropped).
-    pub fn failed(&self, e: redis::RedisError, retry_after: Duration) -> (Error, bool) {
-        let err = Error::Redis(e);
+    /// Notes a failure; opens the breaker when Redis is unreachable. Returns the error and
+    /// whether it did (so connections made before may be dropped).
+    pub fn failed(&self, err: Error, retry_after: Duration) -> (Error, bool) {
         let down = err.is_unavailable();
         if down {
             *self.down_until.lock() = Some(Instant::now() + retry_after);
         }
         (err, down)
+    }
+}
+
+/// A Redis error as the crate's: a timeout of the socket (`EAGAIN` from a read timeout
+/// included) becomes [`Error::Timeout`], naming the phase, the address and the timeout.
+pub(crate) fn classify(
+    e: redis::RedisError,
+    connecting: bool,
+    addr: &str,
+    after: Duration,
+) -> Error {
+    if e.is_timeout() {
+        timed_out(connecting, addr, after)
+    } else {
+        Error::Redis(e)
+    }
+}
+
+/// The [`Error::Timeout`] of a phase.
+pub(crate) fn timed_out(connecting: bool, addr: &str, after: Duration) -> Error {
+    Error::Timeout {
+        connecting,
+        addr: addr.to_owned(),
+        after,
     }
 }
 
@@ -70,7 +93,9 @@ pub(crate) struct Pool {
 
 struct PoolShared {
     client: Client,
-    idle: Mutex<Vec<Connection>>,
+    /// Where Redis is (`host:port` or a socket path), for errors.
+    addr: String,
+    idle: Mutex<Vec<Pooled>>,
     opts: RedisOptions,
     breaker: Breaker,
 }
@@ -79,6 +104,7 @@ impl Pool {
     pub fn new(client: Client, opts: RedisOptions) -> Pool {
         Pool {
             shared: std::sync::Arc::new(PoolShared {
+                addr: client.get_connection_info().addr().to_string(),
                 client,
                 idle: Mutex::new(Vec::new()),
                 opts,
@@ -87,15 +113,38 @@ impl Pool {
         }
     }
 
-    fn connect(&self) -> redis::RedisResult<Connection> {
-        let opts = &self.shared.opts;
-        let c = self
-            .shared
-            .client
-            .get_connection_with_timeout(opts.connect_timeout)?;
-        c.set_read_timeout(Some(opts.io_timeout))?;
-        c.set_write_timeout(Some(opts.io_timeout))?;
-        Ok(c)
+    /// A new connection within `connect_timeout`, greeting included. The redis crate bounds
+    /// each read of its greeting (`AUTH`, `SELECT`, `CLIENT SETINFO`) by the timeout, not
+    /// the whole: a server that accepts and never answers would cost one timeout per
+    /// command. So the connection is made on a thread of its own, and abandoned (it ends by
+    /// itself) when the deadline passes. Connections are pooled: this is rare.
+    fn connect(&self) -> Result<Pooled, Error> {
+        let sh = &self.shared;
+        let timeout = sh.opts.connect_timeout;
+        let io = sh.opts.io_timeout;
+        let client = sh.client.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("stampcache-connect".into())
+            .spawn(move || {
+                let made = client.get_connection_with_timeout(timeout).and_then(|c| {
+                    c.set_write_timeout(Some(io))?;
+                    Ok(c)
+                });
+                let _ = tx.send(made);
+            });
+        if let Err(e) = spawned {
+            return Err(Error::Redis(e.into()));
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(made) => made
+                .map(|conn| Pooled {
+                    conn,
+                    read_timeout: None,
+                })
+                .map_err(|e| classify(e, true, &sh.addr, timeout)),
+            Err(_) => Err(timed_out(true, &sh.addr, timeout)),
+        }
     }
 
     /// Runs `req` on a pooled connection, now.
@@ -109,18 +158,19 @@ impl Pool {
             None => self.connect(),
         }
         .and_then(|mut conn| {
-            let reply = match req {
-                Req::Cmd(cmd) => cmd.query(&mut conn),
-                Req::Pipe(pipe) => pipe.query(&mut conn),
+            // The whole answer within the timeout (a pipeline's too, not each reply's).
+            let (after, reply) = match req {
+                Req::Cmd(cmd) => (io, cmd.query(&mut Timed::new(&mut conn, io))),
+                Req::Pipe(pipe) => (io, pipe.query(&mut Timed::new(&mut conn, io))),
                 Req::Blocking(cmd, wait) => {
                     // Blocking is the point here: the reply may take up to `wait`.
-                    conn.set_read_timeout(Some(wait.saturating_add(io)))?;
-                    let reply = cmd.query(&mut conn);
-                    conn.set_read_timeout(Some(io))?;
-                    reply
+                    let after = wait.saturating_add(io);
+                    (after, cmd.query(&mut Timed::new(&mut conn, after)))
                 }
             };
-            reply.map(|v| (v, conn))
+            reply
+                .map(|v| (v, conn))
+                .map_err(|e| classify(e, false, &sh.addr, after))
         });
         match result {
             Ok((v, conn)) => {
@@ -131,6 +181,7 @@ impl Pool {
                 Ok(v)
             }
             Err(e) => {
+                // The connection is dropped: a late answer must not meet the next request.
                 let (err, down) = sh.breaker.failed(e, sh.opts.retry_after);
                 if down {
                     // Connections made before the failure may be dead too.
@@ -146,5 +197,92 @@ impl Exec for Pool {
     fn run<'a>(&'a self, req: Req<'a>) -> impl Future<Output = Result<RValue, Error>> + Send + 'a {
         // The work is done here, in the call: the future is ready when returned.
         std::future::ready(self.run_now(req))
+    }
+}
+
+/// A pooled connection and the read timeout its socket has (set only when it must change:
+/// a `setsockopt` per request would cost more than the rest of a hit's client side).
+struct Pooled {
+    conn: Connection,
+    read_timeout: Option<Duration>,
+}
+
+/// A connection whose requests must be answered, whole, by a deadline: before each reply
+/// the socket's read timeout is brought within [`SLACK`] of what is left (the redis
+/// crate's own pipelines wait the full timeout for each reply). The first failure ends the
+/// request; the caller drops the connection.
+struct Timed<'c> {
+    pooled: &'c mut Pooled,
+    deadline: Instant,
+}
+
+/// How far past its deadline a reply may be waited for (the socket's timeout is left alone
+/// within it, so a request answered in time sets no timeout).
+const SLACK: Duration = Duration::from_millis(10);
+
+impl<'c> Timed<'c> {
+    fn new(pooled: &'c mut Pooled, within: Duration) -> Timed<'c> {
+        Timed {
+            pooled,
+            deadline: Instant::now() + within,
+        }
+    }
+
+    /// The next reply (push messages skipped), or a timeout when the deadline passed.
+    fn recv(&mut self) -> redis::RedisResult<RValue> {
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+            }
+            let p = &mut *self.pooled;
+            let keep = p
+                .read_timeout
+                .is_some_and(|t| t <= left.saturating_add(SLACK) && t + SLACK >= left);
+            if !keep {
+                p.conn.set_read_timeout(Some(left))?;
+                p.read_timeout = Some(left);
+            }
+            match p.conn.recv_response()? {
+                RValue::Push { .. } => continue,
+                v => return Ok(v),
+            }
+        }
+    }
+}
+
+impl redis::ConnectionLike for Timed<'_> {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<RValue> {
+        self.pooled.conn.send_packed_command(cmd)?;
+        self.recv()
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<RValue>> {
+        self.pooled.conn.send_packed_command(cmd)?;
+        let mut replies = Vec::with_capacity(count);
+        for i in 0..offset + count {
+            let v = self.recv()?;
+            if i >= offset {
+                replies.push(v);
+            }
+        }
+        Ok(replies)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.pooled.conn.get_db()
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.pooled.conn.check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        self.pooled.conn.is_open()
     }
 }

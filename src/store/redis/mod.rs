@@ -27,7 +27,7 @@ pub(crate) use exec::{Exec, Pool};
 pub(crate) use mux::Multiplexed;
 
 use super::{millis, EncodedRow, Fetch, Plan, Token};
-use crate::error::Error;
+use crate::error::{redact_url, scrub, Error};
 use crate::keys::{dead_key, TableKeys};
 use crate::sync::{AtomicU64, Ordering};
 use exec::Req;
@@ -51,9 +51,43 @@ pub(crate) struct RedisStore<X: Exec> {
     nonce: Arc<AtomicU64>,
 }
 
-/// The client of a URL, or a configuration error naming it.
+/// How a Redis URL is written, for errors.
+const URL_FORMS: &str = "redis://[[user]:password@]host[:port][/db], rediss://… (TLS, feature \
+                         `tls`) or unix:///path/to/redis.sock[?db=N] (also valkey://, \
+                         valkeys://, redis+unix://)";
+
+/// The client of a URL, or a configuration error naming it (credentials redacted) and
+/// saying what is wrong: a scheme Redis is not reached by lists the accepted ones.
 pub(crate) fn client(url: &str) -> Result<Client, Error> {
-    Client::open(url).map_err(|e| Error::Config(format!("bad Redis URL {url:?}: {e}")))
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("redis" | "valkey" | "unix" | "redis+unix" | "valkey+unix") => {}
+        Some("rediss" | "valkeys") if cfg!(feature = "tls") => {}
+        Some(s @ ("rediss" | "valkeys")) => {
+            return Err(bad_url(
+                url,
+                format!("{s}:// is Redis over TLS, which needs stampcache's `tls` feature"),
+            ))
+        }
+        Some(s) => {
+            return Err(bad_url(
+                url,
+                format!("the scheme {s:?} is not one of Redis'; write {URL_FORMS}"),
+            ))
+        }
+        None => return Err(bad_url(url, format!("no scheme; write {URL_FORMS}"))),
+    }
+    Client::open(url).map_err(|e| bad_url(url, e))
+}
+
+/// The configuration error of a bad URL: the URL and the parser's message, credentials
+/// redacted from both.
+pub(crate) fn bad_url(url: &str, why: impl std::fmt::Display) -> Error {
+    Error::Config(format!(
+        "bad Redis URL {:?}: {}",
+        redact_url(url),
+        scrub(&why.to_string(), url)
+    ))
 }
 
 impl RedisStore<Pool> {
@@ -390,9 +424,27 @@ mod tests {
             io_timeout: Duration::from_millis(10),
             retry_after: Duration::ZERO,
         };
-        assert!(matches!(
-            RedisStore::blocking("http://x", opts),
-            Err(Error::Config(_))
-        ));
+        for (url, says) in [
+            (
+                "http://x",
+                "the scheme \"http\" is not one of Redis'; write redis://",
+            ),
+            ("127.0.0.1:6379", "no scheme; write redis://"),
+            (
+                "redis://:s3cret@127.0.0.1:notaport/5",
+                "bad Redis URL \"redis://:***@127.0.0.1:notaport/5\"",
+            ),
+        ] {
+            let Err(e) = RedisStore::blocking(url, opts.clone()) else {
+                panic!("{url} is refused");
+            };
+            assert!(matches!(e, Error::Config(_)));
+            let (shown, debug) = (e.to_string(), format!("{e:?}"));
+            assert!(shown.contains(says), "{shown}");
+            assert!(
+                !shown.contains("s3cret") && !debug.contains("s3cret"),
+                "{debug}"
+            );
+        }
     }
 }
