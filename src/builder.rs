@@ -176,7 +176,9 @@ impl<C: Codec> Builder<C> {
         self
     }
     /// On store errors: `true` runs the loader (and emits an event) instead of failing.
-    /// Failed invalidations are queued and replayed in either mode.
+    /// Failed invalidations are queued and replayed in either mode, and reported as
+    /// [`Error::InvalidationQueued`] in either mode: the database write stands and need
+    /// not be retried, but until the replay other processes may serve the old value.
     pub fn degrade_on_failure(mut self, yes: bool) -> Self {
         self.degrade = yes;
         self

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::front::runtime;
 use common::{shared_redis_url, unique_prefix, Article, RedisServer};
-use stampcache::{AsyncCache, Cache, Cond, Profile, Read};
+use stampcache::{AsyncCache, Cache, Cond, Error, Profile, Read};
 
 fn get(id: i64) -> Read {
     Read::get("blog.article").filter(Cond::eq("id", id))
@@ -253,11 +253,15 @@ fn redis_down_degrades_never_stale_and_recovers() {
         assert_eq!(read(1).await.unwrap(), 1);
         assert_eq!(read(9).await.unwrap(), 1, "cached");
         server.pause();
-        // Degrading: the write is queued, the read runs its loader (never the old value).
-        cache
+        // Degrading: the write is queued and says so; the read runs its loader (never the
+        // old value).
+        let queued = cache
             .on_update("blog.article", &Article::new(1), &Article::new(1))
-            .await
-            .expect("degrades");
+            .await;
+        assert!(
+            matches!(queued, Err(Error::InvalidationQueued(_))),
+            "{queued:?}"
+        );
         assert!(cache.pending_invalidations() > 0);
         assert_eq!(read(2).await.unwrap(), 2);
         server.resume();

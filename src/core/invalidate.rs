@@ -157,8 +157,12 @@ impl<C: Codec> Core<C> {
     }
 
     /// Sends a batch (after anything queued before it); queues it if the store fails. The
-    /// gateway of every invalidation. A failure that is not degraded is returned as
-    /// [`Error::InvalidationQueued`]: the caller learns the batch is not lost.
+    /// gateway of every invalidation.
+    ///
+    /// `Ok` means delivered: no process serves what the batch kills. A batch that was only
+    /// queued is [`Error::InvalidationQueued`] in every mode, `degrade_on_failure`
+    /// included: until the replay reaches the store, other processes that can reach it
+    /// may still serve the old value, and a caller told `Ok` could not know that.
     pub async fn apply(&self, b: Batch) -> Result<(), Error> {
         match self.deliver(&b).await {
             Ok(()) => {
@@ -168,8 +172,11 @@ impl<C: Codec> Core<C> {
             Err(e) => {
                 self.invalidation_events(&b, true);
                 self.queue_batch(b);
-                self.store_failed("invalidate", e)
-                    .map_err(|e| Error::InvalidationQueued(Box::new(e)))
+                self.emit(&Event::StoreFailed {
+                    during: "invalidate",
+                    error: &e,
+                });
+                Err(Error::InvalidationQueued(Box::new(e)))
             }
         }
     }
