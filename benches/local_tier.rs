@@ -2,7 +2,8 @@
 //! a bare `moka::sync::Cache::get` of the same `Arc`; a strict hit (one stamp round trip)
 //! against a bare redis-rs `GET` of a 16-byte key, for values of 100 B, 10 KB and 100 KB;
 //! a shared-tier hit of a 100-row list against a strict local hit of it; and hits per second
-//! on 1 and 2 threads. Ratios are medians of interleaved rounds. Prints one JSON object.
+//! on 1 and 2 threads; tracked hits (unprepared and prepared) of a read of 64 conjunctions
+//! against the same bare `get`. Ratios are medians of interleaved rounds. Prints one JSON object.
 //!
 //! `cargo bench --bench local_tier` (REDIS_URL to use a server that may be written to).
 
@@ -172,6 +173,27 @@ fn main() {
     field(
         "ratio_bounded_vs_moka",
         ratio(2000, &mut || hit(&bounded, &list_read), &mut moka_get),
+    );
+    // A read of 64 conjunctions (`category IN (0..64)`): 64 stamps and the generation.
+    let read64 = Read::fetch("blog.article")
+        .filter(Cond::is_in("category", 0..64_i64))
+        .extra("c64".to_string());
+    warm(&tracked, &read64, &list);
+    let prepared64 = tracked.prepare(&read64);
+    let mut prepared64_hit = || {
+        black_box(
+            prepared64
+                .get_or_compute_arc(|| -> Vec<Article> { unreachable!() })
+                .unwrap(),
+        );
+    };
+    field(
+        "ratio_tracked_64conj_vs_moka",
+        ratio(2000, &mut || hit(&tracked, &read64), &mut moka_get),
+    );
+    field(
+        "ratio_tracked_prepared_64conj_vs_moka",
+        ratio(2000, &mut prepared64_hit, &mut moka_get),
     );
 
     let mut bare_get = || {

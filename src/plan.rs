@@ -238,9 +238,15 @@ impl Deps {
 }
 
 /// The key of a read's memoised plan and local entry: the 128-bit hash of its description
-/// and of whether it is forced (which picks the profile). Built in a reused buffer: this is
-/// all a local hit computes.
+/// and of whether it is forced (which picks the profile). Computed once per `Read` value
+/// (memoised in it, `read::KeyMemo`), in a reused buffer.
 pub(crate) fn plan_key(read: &Read, profile: &Profile) -> u128 {
+    // Memoised in the read: a `Read` used again costs one load.
+    *read.memo.0[usize::from(profile.db_agnostic)].get_or_init(|| describe_key(read, profile))
+}
+
+/// The plan key computed: the read's description, hashed.
+fn describe_key(read: &Read, profile: &Profile) -> u128 {
     thread_local! {
         static BUF: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(256));
     }
@@ -253,14 +259,28 @@ pub(crate) fn plan_key(read: &Read, profile: &Profile) -> u128 {
         } else {
             '.'
         });
-        xxhash_rust::xxh3::xxh3_128(b.as_bytes())
+        key_hash(b.as_bytes())
     })
 }
 
 /// The local key of a plan that has no plan key (a computed prefix, a `cached_as` call):
 /// the hash of its entry key.
 pub(crate) fn entry_key_hash(plan: &Plan) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(plan.entry.as_bytes())
+    key_hash(plan.entry.as_bytes())
+}
+
+/// The 128-bit hash of local keys: xxh3 seeded once per process, so keys are uniform and
+/// unpredictable, and the maps keyed by them need not hash them again
+/// (`core/local`'s `KeyHasher`). Keys never leave the process.
+fn key_hash(bytes: &[u8]) -> u128 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(1);
+        h.finish()
+    });
+    xxhash_rust::xxh3::xxh3_128_with_seed(bytes, seed)
 }
 
 /// Appends what identifies a read's result: operation, table, database unless the profile
@@ -280,4 +300,40 @@ fn describe_read(read: &Read, profile: &Profile, d: &mut String) {
     d.push(':');
     d.push_str(&read.extra);
     d.push(')');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cond::Cond;
+
+    #[test]
+    fn a_memoised_key_follows_every_change_of_the_read() {
+        let p = Profile::new().db_agnostic(false);
+        let base = Read::fetch("blog.article").filter(Cond::eq("category", 1));
+        let k = plan_key(&base, &p);
+        assert_eq!(plan_key(&base, &p), k, "memoised");
+        assert_eq!(plan_key(&base.clone(), &p), k, "a clone has the same key");
+        assert_eq!(describe_key(&base, &p), k, "the memo is the computed key");
+        // Each builder method on a memoised read gives the key of the changed read.
+        let changed = [
+            base.clone().filter(Cond::eq("published", true)),
+            base.clone().extra("LIMIT 1"),
+            base.clone().db("other"),
+            base.clone().cache(),
+        ];
+        for r in &changed {
+            assert_ne!(plan_key(r, &p), k, "{r:?}");
+            assert_eq!(plan_key(r, &p), describe_key(r, &p), "{r:?}");
+        }
+        // The key depends on the profile's db_agnostic: one slot each.
+        let agnostic = Profile::new().db_agnostic(true);
+        let other_db = base.clone().db("other");
+        assert_eq!(plan_key(&base, &agnostic), plan_key(&other_db, &agnostic));
+        assert_ne!(plan_key(&base, &p), plan_key(&other_db, &p));
+        assert_eq!(
+            base,
+            Read::fetch("blog.article").filter(Cond::eq("category", 1))
+        );
+    }
 }

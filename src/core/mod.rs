@@ -92,7 +92,7 @@ struct Shared {
     /// Invalidations the store did not take, replayed before the next store call.
     queue: Queue,
     /// Memoised plans by plan key (none with a computed prefix).
-    plans: Option<moka::sync::Cache<u128, Arc<Planned>, xxhash_rust::xxh3::Xxh3Builder>>,
+    plans: Option<moka::sync::Cache<u128, Arc<Planned>, local::KeyHash>>,
     local: Option<LocalTier>,
     channel: Option<Arc<Channel>>,
     default_local: LocalMode,
@@ -177,7 +177,7 @@ impl<C: Codec> Core<C> {
         let plans = setup.memoise.then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(10_000)
-                .build_with_hasher(local::fast_hasher())
+                .build_with_hasher(local::KeyHash::default())
         });
         let replayer = replayer::State::new(setup.replay_backoff, setup.flush_on_drop);
         let shared = Arc::new(Shared {
