@@ -133,6 +133,59 @@ impl Planner {
         acc.into_plan(&self.keys, ttl.min(MAX_TTL))
     }
 
+    /// The memo key of a `cached_as` plan: everything [`plan_call`](Planner::plan_call)
+    /// reads but the configuration (each dependency's plan key, table and database, the
+    /// name, the arguments, `extra`, the timeout), length-prefixed and hashed like a plan
+    /// key. Equal keys mean equal plans under one planner.
+    pub fn call_key(
+        &self,
+        deps: &[Dep],
+        name: &str,
+        args: &[u8],
+        extra: &str,
+        timeout: Option<Duration>,
+    ) -> u128 {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+        }
+        fn part(b: &mut Vec<u8>, bytes: &[u8]) {
+            b.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            b.extend_from_slice(bytes);
+        }
+        BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            b.clear();
+            b.extend_from_slice(b"call\0");
+            for dep in deps {
+                match dep {
+                    Dep::Read(r) => {
+                        let profile = self.profiles.get_or_default(&r.table);
+                        b.push(b'r');
+                        b.extend_from_slice(&plan_key(r, profile).to_le_bytes());
+                        part(&mut b, r.table.as_bytes());
+                        part(&mut b, r.db.as_bytes());
+                    }
+                    Dep::Table(t) => {
+                        b.push(b't');
+                        part(&mut b, t.as_bytes());
+                    }
+                }
+            }
+            b.push(b'|');
+            part(&mut b, name.as_bytes());
+            part(&mut b, args);
+            part(&mut b, extra.as_bytes());
+            match timeout {
+                Some(t) => {
+                    b.push(b'T');
+                    b.extend_from_slice(&t.as_nanos().to_le_bytes());
+                }
+                None => b.push(b'N'),
+            }
+            key_hash(&b)
+        })
+    }
+
     /// Adds a read's stamps and description to `deps`.
     fn add_read(&self, read: &Read, profile: &Profile, deps: &mut Deps) {
         let profiles = &self.profiles;
@@ -335,5 +388,55 @@ mod tests {
             base,
             Read::fetch("blog.article").filter(Cond::eq("category", 1))
         );
+    }
+
+    #[test]
+    fn call_keys_tell_every_input_apart() {
+        let planner = Planner {
+            profiles: Profiles::default(),
+            keys: KeySpace {
+                prefix: crate::keys::Prefix::Static("p:".into()),
+                version: 1,
+            },
+            max_in: 100,
+            max_conjs: 100,
+        };
+        let read = || Read::count("blog.article").filter(Cond::eq("category", 1));
+        let deps = || vec![Dep::from(read()), Dep::table("blog.author")];
+        let secs = Some(Duration::from_secs(5));
+        let key = |deps: &[Dep], name: &str, args: &[u8], extra: &str, t| {
+            planner.call_key(deps, name, args, extra, t)
+        };
+        let k = key(&deps(), "f", b"a", "x", secs);
+        assert_eq!(k, key(&deps(), "f", b"a", "x", secs), "stable");
+        let author = || Dep::table("blog.author");
+        let others = [
+            key(&deps()[..1], "f", b"a", "x", secs),
+            key(&[author(), Dep::from(read())], "f", b"a", "x", secs),
+            key(
+                &[Dep::from(read().db("other")), author()],
+                "f",
+                b"a",
+                "x",
+                secs,
+            ),
+            key(
+                &[Dep::from(read()), Dep::table("blog.authors")],
+                "f",
+                b"a",
+                "x",
+                secs,
+            ),
+            key(&deps(), "g", b"a", "x", secs),
+            key(&deps(), "f", b"b", "x", secs),
+            key(&deps(), "f", b"a", "y", secs),
+            key(&deps(), "f", b"a", "x", None),
+            key(&deps(), "f", b"a", "x", Some(Duration::from_secs(6))),
+            // Length prefixes: moving a byte between parts changes the key.
+            key(&deps(), "fa", b"", "x", secs),
+        ];
+        for (i, o) in others.iter().enumerate() {
+            assert_ne!(*o, k, "variant {i}");
+        }
     }
 }

@@ -308,20 +308,30 @@ impl<C: Codec> Core<C> {
         if !self.shared.enabled {
             return None;
         }
-        let plan = Arc::new(
-            self.shared
-                .planner
-                .plan_call(deps, name, args, extra, timeout),
-        );
-        let local = match &self.shared.local {
-            Some(_) => self.shared.default_local,
-            None => LocalMode::Off,
+        let planner = &self.shared.planner;
+        let build = || {
+            let plan = Arc::new(planner.plan_call(deps, name, args, extra, timeout));
+            let local = match &self.shared.local {
+                Some(_) => self.shared.default_local,
+                None => LocalMode::Off,
+            };
+            Arc::new(Planned {
+                key: entry_key_hash(&plan),
+                local,
+                plan,
+            })
         };
-        Some(Arc::new(Planned {
-            key: entry_key_hash(&plan),
-            local,
-            plan,
-        }))
+        // Memoised like reads' plans (not with a computed prefix).
+        let Some(plans) = &self.shared.plans else {
+            return Some(build());
+        };
+        let key = planner.call_key(deps, name, args, extra, timeout);
+        if let Some(planned) = plans.get(&key) {
+            return Some(planned);
+        }
+        let planned = build();
+        plans.insert(key, planned.clone());
+        Some(planned)
     }
 
     // ---------------------------------------------------------------- the store gateway
