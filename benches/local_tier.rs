@@ -2,7 +2,9 @@
 //! a bare `moka::sync::Cache::get` of the same `Arc`; a strict hit (one stamp round trip)
 //! against a bare redis-rs `GET` of a 16-byte key, for values of 100 B, 10 KB and 100 KB;
 //! a shared-tier hit of a 100-row list against a strict local hit of it; and hits per second
-//! on 1 and 2 threads. Ratios are medians of interleaved rounds. Prints one JSON object.
+//! on 1 and 2 threads; tracked hits (unprepared and prepared) of a read of 64 conjunctions
+//! against the same bare `get`; and tracked hits over 1,000 rotating keys against moka over
+//! as many. Ratios are medians of interleaved rounds. Prints one JSON object.
 //!
 //! `cargo bench --bench local_tier` (REDIS_URL to use a server that may be written to).
 
@@ -77,6 +79,33 @@ fn throughput(threads: usize, cache: &Cache, read: &Read) -> f64 {
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     });
     total as f64
+}
+
+/// Calls per second of `f(i)` (`i` counting up from a per-thread offset) on `threads`
+/// threads for `secs`.
+fn rotate(threads: usize, secs: f64, f: &(dyn Fn(usize) + Sync)) -> f64 {
+    let start = Instant::now();
+    let stop = start + Duration::from_secs_f64(secs);
+    let total: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut n = 0u64;
+                    let mut i = t * 500;
+                    while Instant::now() < stop {
+                        for _ in 0..64 {
+                            f(i);
+                            i += 1;
+                        }
+                        n += 64;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    total as f64 / start.elapsed().as_secs_f64()
 }
 
 fn main() {
@@ -173,6 +202,27 @@ fn main() {
         "ratio_bounded_vs_moka",
         ratio(2000, &mut || hit(&bounded, &list_read), &mut moka_get),
     );
+    // A read of 64 conjunctions (`category IN (0..64)`): 64 stamps and the generation.
+    let read64 = Read::fetch("blog.article")
+        .filter(Cond::is_in("category", 0..64_i64))
+        .extra("c64".to_string());
+    warm(&tracked, &read64, &list);
+    let prepared64 = tracked.prepare(&read64);
+    let mut prepared64_hit = || {
+        black_box(
+            prepared64
+                .get_or_compute_arc(|| -> Vec<Article> { unreachable!() })
+                .unwrap(),
+        );
+    };
+    field(
+        "ratio_tracked_64conj_vs_moka",
+        ratio(2000, &mut || hit(&tracked, &read64), &mut moka_get),
+    );
+    field(
+        "ratio_tracked_prepared_64conj_vs_moka",
+        ratio(2000, &mut prepared64_hit, &mut moka_get),
+    );
 
     let mut bare_get = || {
         let v: Vec<u8> = redis::cmd("GET")
@@ -229,6 +279,61 @@ fn main() {
         field(
             &format!("shared_hits_per_s_{threads}t"),
             throughput(threads, &shared, &list_read),
+        );
+    }
+    // Throughput over 1,000 rotating keys, against moka over as many keys.
+    let many: Vec<Read> = (0..1000).map(|c| read("rot", 1000 + c)).collect();
+    let small: Vec<u64> = (0..25).collect();
+    for _ in 0..5 {
+        let before = tracked.stats().local.hits;
+        for r in &many {
+            let _ = tracked.get_or_compute_arc(r, || small.clone()).unwrap();
+        }
+        if tracked.stats().local.hits - before == many.len() as u64 {
+            break;
+        }
+    }
+    let moka_many: moka::sync::Cache<String, Arc<Vec<u64>>> = moka::sync::Cache::new(10_000);
+    let moka_keys: Vec<String> = (0..1000).map(|c| format!("lbench:rot:{c}")).collect();
+    for k in &moka_keys {
+        moka_many.insert(k.clone(), Arc::new(small.clone()));
+    }
+    for threads in [1, 2] {
+        let ours = |i: usize| {
+            let v = tracked
+                .get_or_compute_arc(&many[i % 1000], || small.clone())
+                .unwrap();
+            black_box(v);
+        };
+        let bare = |i: usize| {
+            black_box(moka_many.get(&moka_keys[i % 1000]).unwrap());
+        };
+        // Interleaved rounds of 0.2 s each (the order flips every round); medians.
+        let (mut o, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..7 {
+            let (x, y) = if round % 2 == 0 {
+                let y = rotate(threads, 0.2, &bare);
+                (rotate(threads, 0.2, &ours), y)
+            } else {
+                let x = rotate(threads, 0.2, &ours);
+                (x, rotate(threads, 0.2, &bare))
+            };
+            o.push(x);
+            b.push(y);
+            r.push(x / y);
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        field(
+            &format!("tracked_1000_keys_hits_per_s_{threads}t"),
+            median(o),
+        );
+        field(&format!("moka_1000_keys_gets_per_s_{threads}t"), median(b));
+        field(
+            &format!("ratio_tracked_1000_keys_vs_moka_{threads}t"),
+            median(r),
         );
     }
     println!("{{\"bench\": \"local_tier\", {}}}", out.join(", "));

@@ -155,6 +155,62 @@ impl Planner {
         acc.into_plan(&self.keys, ttl.min(MAX_TTL))
     }
 
+    /// The memo key of a `cached_as` plan: everything [`plan_call`](Planner::plan_call)
+    /// reads but the configuration (each dependency's plan key, table and database, the
+    /// name, the arguments, `extra`, the timeout), length-prefixed and hashed like a plan
+    /// key. Equal keys mean equal plans under one planner.
+    pub fn call_key(
+        &self,
+        deps: &[Dep],
+        name: &str,
+        args: &[u8],
+        extra: &[String],
+        timeout: Option<Duration>,
+    ) -> u128 {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+        }
+        fn part(b: &mut Vec<u8>, bytes: &[u8]) {
+            b.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            b.extend_from_slice(bytes);
+        }
+        BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            b.clear();
+            b.extend_from_slice(b"call\0");
+            for dep in deps {
+                match dep {
+                    Dep::Read(r) => {
+                        let profile = self.profiles.get_or_default(&r.table);
+                        b.push(b'r');
+                        b.extend_from_slice(&plan_key(r, profile).to_le_bytes());
+                        part(&mut b, r.table.as_bytes());
+                        part(&mut b, r.db.as_bytes());
+                    }
+                    Dep::Table(t) => {
+                        b.push(b't');
+                        part(&mut b, t.as_bytes());
+                    }
+                }
+            }
+            b.push(b'|');
+            part(&mut b, name.as_bytes());
+            part(&mut b, args);
+            b.extend_from_slice(&(extra.len() as u64).to_le_bytes());
+            for e in extra {
+                part(&mut b, e.as_bytes());
+            }
+            match timeout {
+                Some(t) => {
+                    b.push(b'T');
+                    b.extend_from_slice(&t.as_nanos().to_le_bytes());
+                }
+                None => b.push(b'N'),
+            }
+            key_hash(&b)
+        })
+    }
+
     /// Adds a read's stamps and description to `deps`.
     fn add_read(&self, read: &Read, profile: &Profile, deps: &mut Deps) {
         let profiles = &self.profiles;
@@ -260,9 +316,15 @@ impl Deps {
 }
 
 /// The key of a read's memoised plan and local entry: the 128-bit hash of its description
-/// and of whether it is forced (which picks the profile). Built in a reused buffer: this is
-/// all a local hit computes.
+/// and of whether it is forced (which picks the profile). Computed once per `Read` value
+/// (memoised in it, `read::KeyMemo`), in a reused buffer.
 pub(crate) fn plan_key(read: &Read, profile: &Profile) -> u128 {
+    // Memoised in the read: a `Read` used again costs one load.
+    *read.memo.0[usize::from(profile.db_agnostic)].get_or_init(|| describe_key(read, profile))
+}
+
+/// The plan key computed: the read's description, hashed.
+fn describe_key(read: &Read, profile: &Profile) -> u128 {
     thread_local! {
         static BUF: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(256));
     }
@@ -275,14 +337,28 @@ pub(crate) fn plan_key(read: &Read, profile: &Profile) -> u128 {
         } else {
             '.'
         });
-        xxhash_rust::xxh3::xxh3_128(b.as_bytes())
+        key_hash(b.as_bytes())
     })
 }
 
 /// The local key of a plan that has no plan key (a computed prefix, a `cached_as` call):
 /// the hash of its entry key.
 pub(crate) fn entry_key_hash(plan: &Plan) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(plan.entry.as_bytes())
+    key_hash(plan.entry.as_bytes())
+}
+
+/// The 128-bit hash of local keys: xxh3 seeded once per process, so keys are uniform and
+/// unpredictable, and the maps keyed by them need not hash them again
+/// (`core/local`'s `KeyHasher`). Keys never leave the process.
+fn key_hash(bytes: &[u8]) -> u128 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(1);
+        h.finish()
+    });
+    xxhash_rust::xxh3::xxh3_128_with_seed(bytes, seed)
 }
 
 /// Appends what identifies a read's result: operation, table, database unless the profile
@@ -316,4 +392,96 @@ fn describe_read(read: &Read, profile: &Profile, d: &mut String) {
         }
     }
     d.push(')');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cond::Cond;
+
+    #[test]
+    fn a_memoised_key_follows_every_change_of_the_read() {
+        let p = Profile::new().db_agnostic(false);
+        let base = Read::fetch("blog.article").filter(Cond::eq("category", 1));
+        let k = plan_key(&base, &p);
+        assert_eq!(plan_key(&base, &p), k, "memoised");
+        assert_eq!(plan_key(&base.clone(), &p), k, "a clone has the same key");
+        assert_eq!(describe_key(&base, &p), k, "the memo is the computed key");
+        // Each builder method on a memoised read gives the key of the changed read.
+        let changed = [
+            base.clone().filter(Cond::eq("published", true)),
+            base.clone().extra("LIMIT 1"),
+            base.clone().db("other"),
+            base.clone().cache(),
+        ];
+        for r in &changed {
+            assert_ne!(plan_key(r, &p), k, "{r:?}");
+            assert_eq!(plan_key(r, &p), describe_key(r, &p), "{r:?}");
+        }
+        // The key depends on the profile's db_agnostic: one slot each.
+        let agnostic = Profile::new().db_agnostic(true);
+        let other_db = base.clone().db("other");
+        assert_eq!(plan_key(&base, &agnostic), plan_key(&other_db, &agnostic));
+        assert_ne!(plan_key(&base, &p), plan_key(&other_db, &p));
+        assert_eq!(
+            base,
+            Read::fetch("blog.article").filter(Cond::eq("category", 1))
+        );
+    }
+
+    #[test]
+    fn call_keys_tell_every_input_apart() {
+        let planner = Planner {
+            profiles: Profiles::default(),
+            keys: KeySpace {
+                prefix: crate::keys::Prefix::Static("p:".into()),
+                version: 1,
+            },
+            max_in: 100,
+            max_conjs: 100,
+        };
+        let read = || Read::count("blog.article").filter(Cond::eq("category", 1));
+        let deps = || vec![Dep::from(read()), Dep::table("blog.author")];
+        let secs = Some(Duration::from_secs(5));
+        let key = |deps: &[Dep], name: &str, args: &[u8], extra: &str, t| {
+            planner.call_key(deps, name, args, &[extra.to_owned()], t)
+        };
+        let k = key(&deps(), "f", b"a", "x", secs);
+        assert_eq!(k, key(&deps(), "f", b"a", "x", secs), "stable");
+        let author = || Dep::table("blog.author");
+        let others = [
+            key(&deps()[..1], "f", b"a", "x", secs),
+            key(&[author(), Dep::from(read())], "f", b"a", "x", secs),
+            key(
+                &[Dep::from(read().db("other")), author()],
+                "f",
+                b"a",
+                "x",
+                secs,
+            ),
+            key(
+                &[Dep::from(read()), Dep::table("blog.authors")],
+                "f",
+                b"a",
+                "x",
+                secs,
+            ),
+            key(&deps(), "g", b"a", "x", secs),
+            key(&deps(), "f", b"b", "x", secs),
+            key(&deps(), "f", b"a", "y", secs),
+            key(&deps(), "f", b"a", "x", None),
+            key(&deps(), "f", b"a", "x", Some(Duration::from_secs(6))),
+            // Length prefixes: moving a byte between parts changes the key.
+            key(&deps(), "fa", b"", "x", secs),
+        ];
+        for (i, o) in others.iter().enumerate() {
+            assert_ne!(*o, k, "variant {i}");
+        }
+        // `extra` parts stay distinct: ["a", "b"] is not ["ab"].
+        let parts = |p: &[&str]| {
+            let p: Vec<String> = p.iter().map(|s| s.to_string()).collect();
+            planner.call_key(&deps(), "f", b"a", &p, secs)
+        };
+        assert_ne!(parts(&["a", "b"]), parts(&["ab"]));
+    }
 }

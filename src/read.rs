@@ -30,6 +30,27 @@ pub struct Read {
     pub(crate) extra: Vec<String>,
     pub(crate) db: String,
     pub(crate) force: Option<Force>,
+    /// The read's plan keys, once computed (see [`KeyMemo`]).
+    pub(crate) memo: KeyMemo,
+}
+
+/// A read's plan keys once computed, so a `Read` used again is not described and hashed
+/// again: one slot per value of the profile's `db_agnostic` (the only part of a profile the
+/// key depends on). Every builder method starts a new memo; a memo never takes part in
+/// equality.
+#[derive(Clone, Default)]
+pub(crate) struct KeyMemo(pub(crate) [std::sync::OnceLock<u128>; 2]);
+
+impl PartialEq for KeyMemo {
+    fn eq(&self, _: &KeyMemo) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for KeyMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 impl Read {
@@ -42,6 +63,7 @@ impl Read {
             extra: Vec::new(),
             db: "default".to_owned(),
             force: None,
+            memo: KeyMemo::default(),
         }
     }
     /// One row ([`Op::Get`]).
@@ -66,6 +88,7 @@ impl Read {
     }
     /// Adds a condition (ANDed with the ones already there).
     pub fn filter(mut self, cond: Cond) -> Read {
+        self.memo = KeyMemo::default();
         self.cond = match self.cond {
             Cond::And(v) if v.is_empty() => cond,
             c => c.and(cond),
@@ -79,6 +102,7 @@ impl Read {
     /// .extra("LIMIT 20")` keys on both. Parts stay distinct: `.extra("a").extra("b")` and
     /// `.extra("ab")` are different reads. An empty part adds nothing.
     pub fn extra(mut self, extra: impl Into<String>) -> Read {
+        self.memo = KeyMemo::default();
         let extra = extra.into();
         if !extra.is_empty() {
             self.extra.push(extra);
@@ -88,16 +112,19 @@ impl Read {
     /// The database alias (default `"default"`). Part of the key unless the profile is
     /// `db_agnostic`.
     pub fn db(mut self, alias: impl Into<String>) -> Read {
+        self.memo = KeyMemo::default();
         self.db = alias.into();
         self
     }
     /// Forces caching for this call.
     pub fn cache(mut self) -> Read {
+        self.memo = KeyMemo::default();
         self.force = Some(Force::Cache);
         self
     }
     /// Forbids caching for this call.
     pub fn nocache(mut self) -> Read {
+        self.memo = KeyMemo::default();
         self.force = Some(Force::NoCache);
         self
     }

@@ -96,7 +96,7 @@ struct Shared {
     /// Invalidations the store did not take, replayed before the next store call.
     queue: Queue,
     /// Memoised plans by plan key (none with a computed prefix).
-    plans: Option<moka::sync::Cache<u128, Arc<Planned>, xxhash_rust::xxh3::Xxh3Builder>>,
+    plans: Option<moka::sync::Cache<u128, Arc<Planned>, local::KeyHash>>,
     local: Option<LocalTier>,
     channel: Option<Arc<Channel>>,
     default_local: LocalMode,
@@ -243,7 +243,7 @@ impl<C: Codec> Core<C> {
         let plans = setup.memoise.then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(10_000)
-                .build_with_hasher(local::fast_hasher())
+                .build_with_hasher(local::KeyHash::default())
         });
         let replayer = replayer::State::new(setup.replay_backoff, setup.flush_on_drop);
         let shared = Arc::new(Shared {
@@ -378,20 +378,30 @@ impl<C: Codec> Core<C> {
         if !self.shared.enabled {
             return None;
         }
-        let plan = Arc::new(
-            self.shared
-                .planner
-                .plan_call(deps, name, args, extra, timeout),
-        );
-        let local = match &self.shared.local {
-            Some(_) => self.shared.default_local,
-            None => LocalMode::Off,
+        let planner = &self.shared.planner;
+        let build = || {
+            let plan = Arc::new(planner.plan_call(deps, name, args, extra, timeout));
+            let local = match &self.shared.local {
+                Some(_) => self.shared.default_local,
+                None => LocalMode::Off,
+            };
+            Arc::new(Planned {
+                key: entry_key_hash(&plan),
+                local,
+                plan,
+            })
         };
-        Some(Arc::new(Planned {
-            key: entry_key_hash(&plan),
-            local,
-            plan,
-        }))
+        // Memoised like reads' plans (not with a computed prefix).
+        let Some(plans) = &self.shared.plans else {
+            return Some(build());
+        };
+        let key = planner.call_key(deps, name, args, extra, timeout);
+        if let Some(planned) = plans.get(&key) {
+            return Some(planned);
+        }
+        let planned = build();
+        plans.insert(key, planned.clone());
+        Some(planned)
     }
 
     // ---------------------------------------------------------------- the store gateway

@@ -1,24 +1,45 @@
 //! Per-stamp epochs: how the local tier learns that a stamp changed without asking Redis.
 //!
-//! Every stamp key that a local entry (or a fill in progress) depends on has a slot holding
-//! an epoch. An invalidation of the key, pushed by Redis or made by this process, bumps the
-//! slot. A fill records the epochs of its stamps *before* it reads the stamps from Redis, and
-//! the entry is valid only while the slots still hold those epochs: a bump that lands
-//! between the stamp read and the insert kills the entry (the "invalidation before the
-//! reply" race). Slots are counted references, removed when the last entry using them goes,
-//! so the table never outgrows the local tier.
+//! Every stamp key that a local entry (or a fill in progress) depends on has a slot. A
+//! snapshot (one per fill, kept by its entry) has one `dead` flag, registered in the slot of
+//! each of its stamps. An invalidation of a key, pushed by Redis or made by this process,
+//! *bumps* the slot: it sets the flag of every snapshot registered there. A fill takes its
+//! snapshot *before* it reads the stamps from Redis, and the entry is valid only while its
+//! flag is clear and the table's generation unchanged: a bump that lands between the stamp
+//! read and the insert kills the entry (the "invalidation before the reply" race), and a hit
+//! checks two atomics however many stamps the entry has. Slots are counted, removed when
+//! the last snapshot using them goes, so the table never outgrows the local tier.
 
 use std::collections::HashMap;
 
 use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 
-/// One stamp key's epoch, shared by the table and every snapshot that depends on it.
-type Slot = Arc<AtomicU64>;
+/// A snapshot's flag: set when a stamp it depends on changed (or when it is dropped).
+type Flag = Arc<AtomicBool>;
+
+/// One stamp key's slot.
+#[derive(Debug, Default)]
+struct Slot {
+    /// Snapshots holding this key.
+    users: usize,
+    /// The flags to set when the key changes. A bump takes them all (they are dead for
+    /// good); flags of dropped snapshots are pruned when the list would grow.
+    watchers: Vec<Flag>,
+}
+
+impl Slot {
+    fn watch(&mut self, flag: &Flag) {
+        if self.watchers.len() == self.watchers.capacity() {
+            // Amortised: at most as many flags kept as were live at the last growth, twice.
+            self.watchers.retain(|w| !w.load(Ordering::SeqCst));
+        }
+        self.watchers.push(flag.clone());
+    }
+}
 
 #[derive(Debug)]
 struct Table {
     slots: Mutex<HashMap<String, Slot>>,
-    clock: AtomicU64,
     generation: AtomicU64,
     /// Pushes reach this process (always, without a push channel).
     up: AtomicBool,
@@ -28,7 +49,6 @@ impl Default for Table {
     fn default() -> Self {
         Table {
             slots: Mutex::new(HashMap::new()),
-            clock: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             up: AtomicBool::new(true),
         }
@@ -39,45 +59,48 @@ impl Default for Table {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Epochs(Arc<Table>);
 
-/// What a fill recorded: each slot with the epoch it held. Dropping it releases the slots.
+/// What a fill recorded: its flag, registered in the slot of each stamp, and the table's
+/// generation. Dropping it releases the slots.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     table: Arc<Table>,
-    slots: Vec<(String, Slot, u64)>,
+    keys: Vec<String>,
+    dead: Flag,
     generation: u64,
 }
 
 impl Epochs {
-    /// Records the current epochs of `keys`, creating slots where needed. Call it before the
-    /// stamps are read.
+    /// Registers a new snapshot with the slots of `keys`, creating slots where needed. Call
+    /// it before the stamps are read.
     pub fn snapshot(&self, keys: &[String]) -> Snapshot {
         let t = &self.0;
         let generation = t.generation.load(Ordering::SeqCst);
+        let dead: Flag = Arc::new(AtomicBool::new(false));
         let mut map = t.slots.lock();
-        let slots = keys
-            .iter()
-            .map(|k| {
-                let slot = map
-                    .entry(k.clone())
-                    .or_insert_with(|| Arc::new(AtomicU64::new(0)))
-                    .clone();
-                let epoch = slot.load(Ordering::SeqCst);
-                (k.clone(), slot, epoch)
-            })
-            .collect();
+        for k in keys {
+            let slot = match map.get_mut(k.as_str()) {
+                Some(slot) => slot,
+                None => map.entry(k.clone()).or_default(),
+            };
+            slot.users += 1;
+            slot.watch(&dead);
+        }
+        drop(map);
         Snapshot {
             table: t.clone(),
-            slots,
+            keys: keys.to_vec(),
+            dead,
             generation,
         }
     }
 
     /// A stamp changed: every entry (and fill) depending on it is dead.
     pub fn bump(&self, key: &str) {
-        let t = &self.0;
-        let map = t.slots.lock();
-        if let Some(slot) = map.get(key) {
-            slot.store(t.clock.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+        let mut map = self.0.slots.lock();
+        if let Some(slot) = map.get_mut(key) {
+            for flag in slot.watchers.drain(..) {
+                flag.store(true, Ordering::SeqCst);
+            }
         }
     }
 
@@ -115,26 +138,35 @@ impl Epochs {
     pub fn len(&self) -> usize {
         self.0.slots.lock().len()
     }
+
+    /// Flags registered in the slot of `key` (for tests).
+    #[cfg(all(test, not(loom)))]
+    fn watchers(&self, key: &str) -> usize {
+        self.0.slots.lock().get(key).map_or(0, |s| s.watchers.len())
+    }
 }
 
 impl Snapshot {
-    /// True while no slot was bumped and the generation is unchanged.
+    /// True while no stamp of the snapshot changed and the generation is unchanged: two
+    /// loads, whatever the number of stamps.
+    #[inline]
     pub fn still_valid(&self) -> bool {
         self.table.generation.load(Ordering::SeqCst) == self.generation
-            && self
-                .slots
-                .iter()
-                .all(|(_, slot, epoch)| slot.load(Ordering::SeqCst) == *epoch)
+            && !self.dead.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
+        // Marks the flag for pruning: nothing reads it any more.
+        self.dead.store(true, Ordering::SeqCst);
         let mut map = self.table.slots.lock();
-        for (key, slot, _) in self.slots.drain(..) {
-            // The table holds one reference and `slot` another: nobody else uses it.
-            if Arc::strong_count(&slot) == 2 {
-                map.remove(&key);
+        for key in self.keys.drain(..) {
+            if let Some(slot) = map.get_mut(key.as_str()) {
+                slot.users -= 1;
+                if slot.users == 0 {
+                    map.remove(key.as_str());
+                }
             }
         }
     }
@@ -189,5 +221,33 @@ mod tests {
         assert_eq!(e.len(), 1, "y is still used by b");
         drop(b);
         assert_eq!(e.len(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_of_many_stamps_dies_with_any_one() {
+        let e = Epochs::default();
+        let many: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+        for victim in ["k0", "k31", "k63"] {
+            let s = e.snapshot(&many);
+            let other = e.snapshot(&keys(&["z"]));
+            assert!(s.still_valid());
+            e.bump(victim);
+            assert!(!s.still_valid(), "{victim}");
+            assert!(other.still_valid());
+        }
+    }
+
+    #[test]
+    fn flags_of_dropped_snapshots_do_not_pile_up() {
+        let e = Epochs::default();
+        let held = e.snapshot(&keys(&["g"]));
+        for _ in 0..10_000 {
+            drop(e.snapshot(&keys(&["g"])));
+        }
+        assert!(e.watchers("g") <= 4, "{} flags kept", e.watchers("g"));
+        assert!(held.still_valid());
+        e.bump("g");
+        assert!(!held.still_valid());
+        assert_eq!(e.watchers("g"), 0);
     }
 }

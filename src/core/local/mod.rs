@@ -80,7 +80,33 @@ impl Striped {
 const ENTRY_OVERHEAD: usize = 512;
 
 /// The map of local entries.
-pub(crate) type LocalMap = Moka<u128, Arc<LocalEntry>, xxhash_rust::xxh3::Xxh3Builder>;
+pub(crate) type LocalMap = Moka<u128, Arc<LocalEntry>, KeyHash>;
+
+/// The hasher of maps keyed by local keys: the keys are already uniform and unpredictable
+/// 128-bit hashes (seeded per process, `plan::key_hash`), so it folds them to 64 bits
+/// instead of hashing them a second time.
+pub(crate) type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// See [`KeyHash`].
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    #[inline]
+    fn write_u128(&mut self, key: u128) {
+        self.0 = (key as u64) ^ ((key >> 64) as u64);
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u128` keys are hashed here; anything else still spreads (FNV-1a).
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// One local entry.
 pub(crate) struct LocalEntry {
@@ -105,15 +131,6 @@ impl LocalEntry {
     pub fn plan(&self) -> &Plan {
         &self.plan
     }
-}
-
-/// The local map's hasher: xxh3 with a per-process random seed (SipHash costs more than the
-/// rest of a hit).
-pub(crate) fn fast_hasher() -> xxhash_rust::xxh3::Xxh3Builder {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(0);
-    xxhash_rust::xxh3::Xxh3Builder::new().with_seed(h.finish())
 }
 
 /// Moka expiry: each entry at its own deadline.
@@ -225,7 +242,7 @@ impl LocalTier {
             .max_capacity(capacity_bytes)
             .weigher(|_: &u128, e: &Arc<LocalEntry>| e.weight.saturating_add(16))
             .expire_after(UntilExpiry)
-            .build_with_hasher(fast_hasher())
+            .build_with_hasher(KeyHash::default())
     }
 
     /// A tier over `entries`, told of stamp changes through `channel`.

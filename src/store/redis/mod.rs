@@ -32,7 +32,9 @@ use crate::keys::{dead_key, TableKeys};
 use crate::sync::{AtomicU64, Ordering};
 use exec::Req;
 use lua::{Lua, Scripts};
-use reply::{checksum, parse_hit, parse_hit_or_stale, parse_token, typed, CHECKSUM_LEN};
+use reply::{
+    checksum, parse_hit, parse_hit_or_stale, parse_token, stamps_match, typed, CHECKSUM_LEN,
+};
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -217,15 +219,7 @@ impl<X: Exec> RedisStore<X> {
         }
         let mut mget = redis::cmd("MGET");
         mget.arg(stamps);
-        let values: Vec<Option<Vec<u8>>> = self.cmd("mget", &mget).await?;
-        let mut present = Vec::with_capacity(values.len());
-        for v in &values {
-            match v {
-                Some(v) => present.push(v.as_slice()),
-                None => return Ok(false),
-            }
-        }
-        Ok(token.0.as_bytes() == checksum(present.into_iter()))
+        stamps_match(&self.exec.run(Req::Cmd(&mget)).await?, token)
     }
 
     /// Deletes the stamps the rows match, per table, in one round trip.

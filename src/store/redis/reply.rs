@@ -10,15 +10,56 @@ use crate::store::{was_valid_before_deaths, Fetch, HitBytes, Token};
 /// Length of the hex SHA-1 that heads every entry.
 pub(crate) const CHECKSUM_LEN: usize = 40;
 
-/// A reply that is not what the protocol says it should be.
+/// The most characters of a reply (or of a conversion error) an error message shows.
+pub(crate) const SHOWN: usize = 200;
+
+/// A reply that is not what the protocol says it should be. Only the first [`SHOWN`]
+/// characters of the reply are formatted, however large it is.
 pub(super) fn protocol(what: &str, v: &RValue) -> Error {
-    Error::Protocol(format!("{what}: {v:?}"))
+    Error::Protocol(bounded(format_args!("{what}: {v:?}")))
 }
 
-/// A reply converted to `T`, or a typed error naming the command.
+/// A reply converted to `T`, or a typed error naming the command. The success path moves
+/// the reply into `T` and formats nothing; a failure formats a bounded message.
 pub(crate) fn typed<T: redis::FromRedisValue>(what: &str, v: RValue) -> Result<T, Error> {
-    let shown = format!("{v:?}");
-    redis::from_redis_value(v).map_err(|e| Error::Protocol(format!("{what}: {e} in {shown:.200}")))
+    redis::from_redis_value(v).map_err(|e| Error::Protocol(bounded(format_args!("{what}: {e}"))))
+}
+
+/// `args` formatted, cut after [`SHOWN`] characters (`…` marks the cut). Formatting stops
+/// at the cut, so a huge value costs no more than a small one.
+fn bounded(args: std::fmt::Arguments<'_>) -> String {
+    struct Upto {
+        out: String,
+        left: usize,
+        cut: bool,
+    }
+    impl std::fmt::Write for Upto {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            match s.char_indices().nth(self.left) {
+                None => {
+                    self.left -= s.chars().count();
+                    self.out.push_str(s);
+                    Ok(())
+                }
+                Some((end, _)) => {
+                    self.out.push_str(&s[..end]);
+                    self.left = 0;
+                    self.cut = true;
+                    Err(std::fmt::Error) // stops the formatting here
+                }
+            }
+        }
+    }
+    let mut w = Upto {
+        out: String::new(),
+        left: SHOWN,
+        cut: false,
+    };
+    let _ = std::fmt::write(&mut w, args);
+    if w.cut {
+        w.out.push('…');
+    }
+    w.out
 }
 
 /// The checksum of stamp values, as the scripts compute it: SHA-1 hex of them joined by `,`.
@@ -39,50 +80,76 @@ pub(crate) fn checksum<'a>(stamps: impl Iterator<Item = &'a [u8]>) -> [u8; CHECK
     out
 }
 
+/// Whether `items` (`entry stamp…` of an `MGET`) hold an entry whose checksum the stamps
+/// match: no copy, no allocation.
+fn valid_hit(items: &[RValue]) -> Result<bool, Error> {
+    let Some((entry, stamps)) = items.split_first() else {
+        return Err(Error::Protocol("mget: an empty reply".into()));
+    };
+    for s in stamps {
+        match s {
+            RValue::BulkString(_) => {}
+            RValue::Nil => return Ok(false),
+            other => return Err(protocol("mget stamp", other)),
+        }
+    }
+    match entry {
+        RValue::BulkString(e) => {
+            Ok(e.len() >= CHECKSUM_LEN && e[..CHECKSUM_LEN] == checksum(stamps.iter().map(stamp)))
+        }
+        RValue::Nil => Ok(false),
+        other => Err(protocol("mget entry", other)),
+    }
+}
+
+/// A bulk string's bytes.
+fn bytes(v: &RValue) -> Option<&[u8]> {
+    match v {
+        RValue::BulkString(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// A stamp's bytes (after a check that every stamp is a bulk string).
+fn stamp(v: &RValue) -> &[u8] {
+    bytes(v).unwrap_or_default()
+}
+
+/// The entry (the first item) taken out of a reply whose check passed.
+fn take_entry(items: &mut [RValue]) -> Option<Vec<u8>> {
+    match std::mem::replace(items.first_mut()?, RValue::Nil) {
+        RValue::BulkString(buf) if buf.len() >= CHECKSUM_LEN => Some(buf),
+        _ => None,
+    }
+}
+
+/// The hit of an entry taken out of a checked reply, and its token.
+fn hit_of(buf: Vec<u8>) -> (HitBytes, Token) {
+    let token = Token(String::from_utf8_lossy(&buf[..CHECKSUM_LEN]).into_owned());
+    (
+        HitBytes::Owned {
+            buf,
+            start: CHECKSUM_LEN,
+        },
+        token,
+    )
+}
+
 /// Checks the reply of `MGET entry stamps...`: the entry if present and every stamp
-/// matches the checksum it was stored with.
+/// matches the checksum it was stored with. The entry's bytes are moved, never copied.
 pub(crate) fn parse_hit(v: RValue) -> Result<Option<(HitBytes, Token)>, Error> {
     let RValue::Array(mut items) = v else {
         return Err(protocol("mget", &v));
     };
-    if items.is_empty() {
-        return Err(protocol("mget", &RValue::Array(items)));
-    }
-    let mut stamps = Vec::with_capacity(items.len() - 1);
-    for s in &items[1..] {
-        match s {
-            RValue::BulkString(b) => stamps.push(b.as_slice()),
-            RValue::Nil => return Ok(None),
-            other => return Err(protocol("mget stamp", other)),
-        }
-    }
-    let valid = match &items[0] {
-        RValue::BulkString(e) => {
-            e.len() >= CHECKSUM_LEN && e[..CHECKSUM_LEN] == checksum(stamps.into_iter())
-        }
-        RValue::Nil => false,
-        other => return Err(protocol("mget entry", other)),
-    };
-    if !valid {
+    if !valid_hit(&items)? {
         return Ok(None);
     }
-    match items.swap_remove(0) {
-        RValue::BulkString(buf) => {
-            let token = Token(String::from_utf8_lossy(&buf[..CHECKSUM_LEN]).into_owned());
-            Ok(Some((
-                HitBytes::Owned {
-                    buf,
-                    start: CHECKSUM_LEN,
-                },
-                token,
-            )))
-        }
-        _ => Ok(None),
-    }
+    Ok(take_entry(&mut items).map(hit_of))
 }
 
 /// Checks the reply of `MGET entry stamps... dead...`: a valid hit, a stale one (valid
-/// until stamps died within the grace), or nothing.
+/// until stamps died within the grace), or nothing. The entry's bytes are moved, never
+/// copied.
 pub(crate) fn parse_hit_or_stale(v: RValue, n: usize) -> Result<Option<Fetch>, Error> {
     let RValue::Array(mut items) = v else {
         return Err(protocol("mget", &v));
@@ -90,34 +157,47 @@ pub(crate) fn parse_hit_or_stale(v: RValue, n: usize) -> Result<Option<Fetch>, E
     if items.len() != 1 + 2 * n {
         return Err(protocol("mget", &RValue::Array(items)));
     }
-    let dead = items.split_off(1 + n);
-    let hit_part = RValue::Array(items.clone());
-    if let Some((hit, token)) = parse_hit(hit_part)? {
-        return Ok(Some(Fetch::Hit(hit, token)));
+    if valid_hit(&items[..=n])? {
+        return Ok(take_entry(&mut items).map(|buf| {
+            let (hit, token) = hit_of(buf);
+            Fetch::Hit(hit, token)
+        }));
     }
-    let bytes = |v: &RValue| match v {
-        RValue::BulkString(b) => Some(b.clone()),
-        _ => None,
-    };
-    let Some(entry) = items.first().and_then(bytes) else {
+    let Some(stored) = items
+        .first()
+        .and_then(bytes)
+        .and_then(|e| e.get(..CHECKSUM_LEN))
+    else {
         return Ok(None);
     };
-    if entry.len() < CHECKSUM_LEN {
-        return Ok(None);
-    }
-    let current: Vec<Option<Vec<u8>>> = items[1..].iter().map(bytes).collect();
-    let dead: Vec<Option<Vec<u8>>> = dead.iter().map(bytes).collect();
-    let current: Vec<Option<&[u8]>> = current.iter().map(|v| v.as_deref()).collect();
-    let dead: Vec<Option<&[u8]>> = dead.iter().map(|v| v.as_deref()).collect();
-    let stored = &entry[..CHECKSUM_LEN];
+    let current: Vec<Option<&[u8]>> = items[1..=n].iter().map(bytes).collect();
+    let dead: Vec<Option<&[u8]>> = items[n + 1..].iter().map(bytes).collect();
     let matches = |values: &[&[u8]]| checksum(values.iter().copied()) == *stored;
-    if was_valid_before_deaths(matches, &current, &dead) {
-        return Ok(Some(Fetch::Stale(HitBytes::Owned {
-            buf: entry,
-            start: CHECKSUM_LEN,
-        })));
+    if !was_valid_before_deaths(matches, &current, &dead) {
+        return Ok(None);
     }
-    Ok(None)
+    Ok(take_entry(&mut items).map(|buf| {
+        Fetch::Stale(HitBytes::Owned {
+            buf,
+            start: CHECKSUM_LEN,
+        })
+    }))
+}
+
+/// Whether the reply of `MGET stamps…` holds every stamp and their checksum is `token`'s,
+/// read in place (no conversion, no copy).
+pub(crate) fn stamps_match(v: &RValue, token: &Token) -> Result<bool, Error> {
+    let RValue::Array(items) = v else {
+        return Err(protocol("mget", v));
+    };
+    for s in items {
+        match s {
+            RValue::BulkString(_) => {}
+            RValue::Nil => return Ok(false),
+            other => return Err(protocol("mget stamp", other)),
+        }
+    }
+    Ok(token.0.as_bytes() == checksum(items.iter().map(stamp)))
 }
 
 /// Parses the prepare script's reply.
@@ -175,6 +255,71 @@ mod tests {
             parse_hit(reply(RValue::Int(1), bulk(b"s1"))),
             Err(Error::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn errors_show_a_bounded_part_of_huge_replies() {
+        let huge = RValue::Array(vec![bulk(&[b'x'; 1_000_000]), RValue::Int(1)]);
+        for e in [
+            typed::<i64>("get", huge.clone()).unwrap_err(),
+            typed::<String>("get", RValue::Array(vec![bulk(&[b'z'; 1_000_000])])).unwrap_err(),
+            parse_hit(bulk(&[b'y'; 1_000_000])).unwrap_err(),
+            protocol("mget", &huge),
+        ] {
+            let Error::Protocol(msg) = e else {
+                panic!("not a protocol error: {e:?}")
+            };
+            assert!(msg.chars().count() <= SHOWN + 1, "{} chars", msg.len());
+            assert!(msg.ends_with('…'), "{msg}");
+        }
+        // Small ones are shown whole, with the command's name.
+        let Error::Protocol(msg) = typed::<i64>("get", bulk(b"abc")).unwrap_err() else {
+            panic!()
+        };
+        assert!(msg.starts_with("get: ") && !msg.ends_with('…'), "{msg}");
+        assert_eq!(typed::<Vec<u8>>("get", bulk(b"abc")).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn stale_hits_are_told_from_valid_and_dead_ones() {
+        let cs = checksum([&b"s1"[..], &b"s2"[..]].into_iter());
+        let mut entry = cs.to_vec();
+        entry.extend_from_slice(b"payload");
+        let reply = |s1: RValue, d1: RValue| {
+            RValue::Array(vec![bulk(&entry), s1, bulk(b"s2"), d1, RValue::Nil])
+        };
+        match parse_hit_or_stale(reply(bulk(b"s1"), RValue::Nil), 2).unwrap() {
+            Some(Fetch::Hit(hit, token)) => {
+                assert_eq!(hit.payload(), b"payload");
+                assert_eq!(token.0.as_bytes(), cs);
+            }
+            _ => panic!("a valid hit"),
+        }
+        // s1 died (its last value kept): stale.
+        match parse_hit_or_stale(reply(bulk(b"s1b"), bulk(b"s1")), 2).unwrap() {
+            Some(Fetch::Stale(hit)) => assert_eq!(hit.payload(), b"payload"),
+            _ => panic!("a stale hit"),
+        }
+        // s1 changed and its dead value is not the one the entry was stored under: nothing.
+        assert!(parse_hit_or_stale(reply(bulk(b"s1b"), bulk(b"s0")), 2)
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            parse_hit_or_stale(reply(bulk(b"s1"), RValue::Nil), 3),
+            Err(Error::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn confirmations_read_stamps_in_place() {
+        let token = Token(
+            String::from_utf8(checksum([&b"a"[..], &b"b"[..]].into_iter()).to_vec()).unwrap(),
+        );
+        let r = |a: RValue| RValue::Array(vec![a, bulk(b"b")]);
+        assert!(stamps_match(&r(bulk(b"a")), &token).unwrap());
+        assert!(!stamps_match(&r(bulk(b"c")), &token).unwrap());
+        assert!(!stamps_match(&r(RValue::Nil), &token).unwrap());
+        assert!(stamps_match(&r(RValue::Int(1)), &token).is_err());
     }
 
     #[test]
