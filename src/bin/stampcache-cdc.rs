@@ -381,7 +381,7 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     log(&format!(
-        "slot {} ({}), publication {}, keys <{}sc{}:...>",
+        "slot {} ({}), publication {}, keys <{}sc{}.2:...> (key layout 2)",
         args.slot,
         if args.temporary {
             "temporary"

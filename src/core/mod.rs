@@ -23,6 +23,7 @@ mod read;
 mod replayer;
 pub(crate) mod scope;
 mod simple;
+mod widened;
 
 use std::any::Any;
 use std::future::Future;
@@ -109,6 +110,8 @@ struct Shared {
     runtime: Option<tokio::runtime::Handle>,
     /// Background replays (see `replayer.rs`).
     replayer: replayer::State,
+    /// Which read uses each scheme, for widening events (only with listeners).
+    widened: widened::Widened,
 }
 
 impl Shared {
@@ -203,6 +206,7 @@ impl<C: Codec> Core<C> {
                 .then(tokio::runtime::Handle::try_current)
                 .and_then(Result::ok),
             replayer,
+            widened: widened::Widened::default(),
         });
         Core {
             _last: replayer::LastHandle::new(&shared),
@@ -279,6 +283,7 @@ impl<C: Codec> Core<C> {
     fn planned(&self, read: &Read, profile: &Profile, key: Option<u128>) -> Arc<Planned> {
         let build = || {
             let plan = Arc::new(self.shared.planner.plan_read(read, profile));
+            self.note_schemes(&plan);
             Arc::new(Planned {
                 key: key.unwrap_or_else(|| entry_key_hash(&plan)),
                 local: self.local_mode(profile),
@@ -294,6 +299,13 @@ impl<C: Codec> Core<C> {
         let planned = build();
         plans.insert(key, planned.clone());
         planned
+    }
+
+    /// Remembers which read uses each of `plan`'s schemes, when someone listens to events.
+    fn note_schemes(&self, plan: &Plan) {
+        if !self.shared.listeners.is_empty() {
+            self.shared.widened.note(plan);
+        }
     }
 
     /// The plan of a `cached_as` call, or `None` when the cache is off.
@@ -313,6 +325,7 @@ impl<C: Codec> Core<C> {
                 .planner
                 .plan_call(deps, name, args, extra, timeout),
         );
+        self.note_schemes(&plan);
         let local = match &self.shared.local {
             Some(_) => self.shared.default_local,
             None => LocalMode::Off,

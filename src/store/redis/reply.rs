@@ -68,7 +68,10 @@ pub(crate) fn parse_hit(v: RValue) -> Result<Option<(HitBytes, Token)>, Error> {
     }
     match items.swap_remove(0) {
         RValue::BulkString(buf) => {
-            let token = Token(String::from_utf8_lossy(&buf[..CHECKSUM_LEN]).into_owned());
+            let token = Token(
+                String::from_utf8_lossy(&buf[..CHECKSUM_LEN]).into_owned(),
+                0,
+            );
             Ok(Some((
                 HitBytes::Owned {
                     buf,
@@ -124,7 +127,7 @@ pub(crate) fn parse_hit_or_stale(v: RValue, n: usize) -> Result<Option<Fetch>, E
 pub(crate) fn parse_token(v: RValue) -> Result<Token, Error> {
     match v {
         RValue::BulkString(cs) if cs.len() == CHECKSUM_LEN => String::from_utf8(cs)
-            .map(Token)
+            .map(|sum| Token(sum, 0))
             .map_err(|_| Error::Protocol("prepare: checksum is not text".into())),
         other => Err(protocol("prepare", &other)),
     }
