@@ -740,3 +740,42 @@ fn scheme_scores_cover_every_stamp_and_entry_that_depends_on_them() {
         "only the 30 s dependent's scheme is left"
     );
 }
+
+/// A scheme set lost while a loader runs (eviction, `invalidate_all`): `STORE` refuses the
+/// entry and does not make the set again (a set listing only this read's scheme would hide
+/// the lost set's other entries from later writes); the next `PREPARE` finds it missing.
+#[test]
+fn a_scheme_set_lost_during_a_load_is_not_made_again_by_store() {
+    let server = RedisServer::start(&[]);
+    let cache = Cache::builder()
+        .redis(server.url())
+        .prefix("gone:")
+        .build()
+        .unwrap();
+    let mut conn = server.conn();
+    let mut during = server.conn();
+    let n: u64 = cache
+        .get_or_compute(&count(1), move || {
+            let _: () = redis::cmd("DEL")
+                .arg("gone:sc1.2:m:{blog.article}")
+                .query(&mut during)
+                .unwrap();
+            5
+        })
+        .unwrap();
+    assert_eq!(n, 5, "the loader's value is returned");
+    assert!(
+        keys(&mut conn, "gone:sc1.2:m:*").is_empty(),
+        "not made again"
+    );
+    assert!(
+        keys(&mut conn, "gone:sc1.2:e:*").is_empty(),
+        "nothing stored"
+    );
+    let loads = Loads::default();
+    let n: u64 = cache.get_or_compute(&count(1), loads.of(6)).unwrap();
+    assert_eq!((n, loads.count()), (6, 1));
+    assert_eq!(keys(&mut conn, "gone:sc1.2:m:*").len(), 1);
+    let n: u64 = cache.get_or_compute(&count(1), loads.of(7)).unwrap();
+    assert_eq!((n, loads.count()), (6, 1), "stored this time");
+}
