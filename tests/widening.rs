@@ -19,6 +19,7 @@ crate::backend_suite!(
      async_embedded => AsyncEmbedded, async_redis => AsyncRedis, async_redis_local_strict => AsyncRedisStrict,
      async_redis_local_tracked => AsyncRedisTracked];
     a_typo_widens_every_write_and_says_so,
+    every_missing_field_is_named_once_per_scheme,
 );
 
 /// The slow one (a scheme's lifetime is 12 s here): every backend at once, each on a
@@ -194,4 +195,36 @@ fn a_fixed_typo_stops_widening_once_its_entries_expired(b: Backend) {
     // The live read kept its scheme: a category-2 row kills it.
     cache.on_insert("blog.article", &article(3, 2)).unwrap();
     assert!(!cached(&cache, &by_category(2)));
+}
+
+fn every_missing_field_is_named_once_per_scheme(b: Backend) {
+    let (cache, seen) = cache(b, "several", Duration::from_secs(60));
+    // A conjunction over a real field and two typos, and a whole-table read.
+    let read = Read::fetch("blog.article").filter(
+        Cond::eq("category", 1)
+            .and(Cond::eq("tilte", "x"))
+            .and(Cond::eq("publshed", true)),
+    );
+    let _: u64 = cache.get_or_compute(&read, || 1).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&Read::count("blog.article"), || 1)
+        .unwrap();
+    // Three rows in one call, all lacking both typos: one event for the scheme.
+    let rows: Vec<stampcache::Row> = (0..3)
+        .map(|i| stampcache::Row::from_serialize(&article(i, 1)).unwrap())
+        .collect();
+    cache.invalidate_rows("blog.article", rows).unwrap();
+    let events = seen.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let mut fields = events[0].fields.clone();
+    fields.sort();
+    assert_eq!(fields, ["category", "publshed", "tilte"]);
+    let mut missing = events[0].missing.clone();
+    missing.sort();
+    assert_eq!(missing, ["publshed", "tilte"]);
+    assert!(events[0].first);
+    assert!(events[0]
+        .read
+        .as_deref()
+        .is_some_and(|r| r.contains("fetch(")));
 }
