@@ -89,6 +89,30 @@ pub enum Event<'a> {
     },
     /// An invalidation was applied (or queued, see `InvalidationQueued`).
     Invalidated(Invalidation<'a>),
+    /// A written row lacked fields that a cached read's condition names (a typo, a
+    /// `serde(rename)`, a field the writer leaves out of its rows), so its invalidation fell
+    /// back to the whole table: every cached read of `table` died, not only those the row
+    /// matches. Sent every time (with the store's answer to the invalidation, a replay's
+    /// included), once per scheme; `first` marks the first report in this process of
+    /// these `missing` fields of this `table`: log that one loudly, count the others.
+    ///
+    /// A scheme stays registered while some cached entry may depend on it (about twice
+    /// its reads' timeout after the last miss), so a fixed typo stops widening then.
+    Widened {
+        /// The written table.
+        table: &'a str,
+        /// The fields of the reads' conjunction that the row could not name (a scheme).
+        fields: &'a [String],
+        /// Those of `fields` the row lacked.
+        missing: &'a [String],
+        /// A read of this process that uses the scheme (its description: operation, table,
+        /// condition, extra), if this process made one; else another process did.
+        read: Option<&'a str>,
+        /// That read's entry key.
+        entry: Option<&'a str>,
+        /// The first report of these missing fields of this table in this process.
+        first: bool,
+    },
     /// An invalidation could not reach the store and was queued in process for replay.
     InvalidationQueued(Invalidation<'a>),
     /// Queued invalidations were replayed.

@@ -1,15 +1,21 @@
 //! Where every Redis key is built. The layout (see DESIGN.md):
 //!
 //! ```text
-//! <prefix>sc<L>.<v>:m:{<table>}            set of schemes (field-name lists) used by reads
-//! <prefix>sc<L>.<v>:s:{<table>}:g          the table's generation stamp (whole-table invalidation)
-//! <prefix>sc<L>.<v>:s:{<table>}:c:<conj>   a conjunction's stamp, e.g. `category=i1&published=i1`
-//! <prefix>sc<L>.<v>:e:{<table>}:<hash>     a cached read (first table's tag), checksum + payload
-//! <prefix>sc<L>.<v>:f:{fn}:...             a time-only entry (simple cache, cached functions)
+//! <prefix>sc<v>.<l>:m:{<table>}            sorted set of schemes (field-name lists) used by
+//!                                          reads, scored by the time (ms) until which some
+//!                                          entry may depend on each
+//! <prefix>sc<v>.<l>:s:{<table>}:g          the table's generation stamp (whole-table invalidation)
+//! <prefix>sc<v>.<l>:s:{<table>}:c:<conj>   a conjunction's stamp, e.g. `category=i1&published=i1`
+//! <prefix>sc<v>.<l>:e:{<table>}:<hash>     a cached read (first table's tag), checksum + payload
+//! <prefix>sc<v>.<l>:f:{fn}:...             a time-only entry (simple cache, cached functions)
 //! ```
 //!
+//! `<v>` is the user's version (`Builder::version`), `<l>` the key layout ([`LAYOUT`]):
+//! processes of two layouts share no key, so a mixed deployment never reads a structure
+//! it does not know (a cold cache for the new one instead).
+//!
 //! Every key of one table shares the hash tag `{<table>}`, so each script touches one slot.
-//! All stamps share the prefix `<prefix>sc<L>.<v>:s:`, which the tracked local tier subscribes to.
+//! All stamps share the prefix `<prefix>sc<v>.<l>:s:`, which the tracked local tier subscribes to.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -18,6 +24,12 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::dnf::Conj;
 use crate::value::{escape, escape_into};
+
+/// The key layout, in every key beside the user's version: bumped whenever a release would
+/// build other keys or values for the same read or row, so two releases sharing a Redis
+/// never mix them. 2: scheme sets became sorted sets scored by expiry, payloads carry a type
+/// tag, and stamp keys encode bools and numbers in text as numbers (1 was unversioned).
+pub(crate) const LAYOUT: u32 = 2;
 
 /// What a computed prefix is computed from.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +105,42 @@ fn conj_into(conj: &Conj, out: &mut String) {
     }
 }
 
+/// The unescaped fields of a scheme (`""`, the whole-table scheme, has none).
+pub(crate) fn fields_of(scheme: &str) -> Vec<String> {
+    scheme
+        .split('&')
+        .filter(|f| !f.is_empty())
+        .map(unescape)
+        .collect()
+}
+
+/// The inverse of `escape`: `%XX` sequences back to bytes (invalid UTF-8 shown lossily).
+fn unescape(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_owned();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The key remembering a deleted stamp's last value (stale-while-revalidate).
 pub(crate) fn dead_key(stamp: &str) -> String {
     format!("{stamp}:dead")
@@ -110,11 +158,6 @@ pub(crate) fn scheme_of(conj: &Conj) -> String {
     s
 }
 
-/// The layout's own version, in every key beside the user's version: bumped whenever a
-/// release would build other keys for the same read or row (2: typed payloads, bools and
-/// numbers in text encoded as numbers), so two releases sharing a Redis never mix keys.
-pub(crate) const LAYOUT: u32 = 2;
-
 impl KeySpace {
     fn base(&self, tables: &[&str], dbs: &[&str]) -> String {
         let mut s = String::with_capacity(64);
@@ -122,7 +165,7 @@ impl KeySpace {
             Prefix::Static(p) => s.push_str(p),
             Prefix::Computed(f) => s.push_str(&f(&PrefixScope { tables, dbs })),
         };
-        let _ = write!(s, "sc{LAYOUT}.{}:", self.version);
+        let _ = write!(s, "sc{}.{LAYOUT}:", self.version);
         s
     }
 
@@ -187,15 +230,9 @@ impl KeySpace {
         )
     }
 
-    /// What marks scheme-set keys (`…sc<v>:m:{`): `invalidate_all` keeps them, since a
-    /// scheme set lost while a read registers a scheme would lose later invalidations.
-    pub fn meta_marker(&self) -> String {
-        format!("sc{LAYOUT}.{}:m:{{", self.version)
-    }
-
     /// A `SCAN MATCH` pattern covering every key this cache writes.
     pub fn scan_pattern(&self) -> String {
-        let tail = format!("sc{LAYOUT}.{}:*", self.version);
+        let tail = format!("sc{}.{LAYOUT}:*", self.version);
         match &self.prefix {
             Prefix::Static(p) => {
                 let mut s = String::new();
@@ -240,6 +277,23 @@ mod tests {
     }
 
     #[test]
+    fn schemes_give_back_their_fields() {
+        let conj: Conj = [
+            ("x&y".to_string(), Value::from(1)),
+            ("b%c\n".to_string(), Value::from(2)),
+        ]
+        .into_iter()
+        .collect();
+        let mut fields: Vec<String> = conj.keys().cloned().collect();
+        fields.sort();
+        let mut back = fields_of(&scheme_of(&conj));
+        back.sort();
+        assert_eq!(back, fields);
+        assert!(fields_of("").is_empty());
+        assert_eq!(fields_of("a%2"), vec!["a%2"]);
+    }
+
+    #[test]
     fn hex_is_zero_padded() {
         let mut s = String::new();
         push_hex(0xab, &mut s);
@@ -249,10 +303,10 @@ mod tests {
     #[test]
     fn table_keys_share_one_hash_tag() {
         let t = ks().table("blog.article", "default");
-        assert_eq!(t.schemes, "p:sc2.1:m:{blog.article}");
-        assert_eq!(t.gen, "p:sc2.1:s:{blog.article}:g");
+        assert_eq!(t.schemes, "p:sc1.2:m:{blog.article}");
+        assert_eq!(t.gen, "p:sc1.2:s:{blog.article}:g");
         let e = ks().entry(&["blog.article"], &["default"], "x");
-        assert!(e.starts_with("p:sc2.1:e:{blog.article}:"), "{e}");
+        assert!(e.starts_with("p:sc1.2:e:{blog.article}:"), "{e}");
         let stamps = ks().stamp_prefix().unwrap();
         assert!(t.gen.starts_with(&stamps) && t.conj_prefix.starts_with(&stamps));
         assert!(!e.starts_with(&stamps) && !t.schemes.starts_with(&stamps));
@@ -264,9 +318,9 @@ mod tests {
         let conj: Conj = [("x&y".to_string(), Value::from("1=2"))]
             .into_iter()
             .collect();
-        assert_eq!(t.conj_key(&conj), "p:sc2.1:s:{a%7Bb%7D}:c:x%26y=s1%3D2");
+        assert_eq!(t.conj_key(&conj), "p:sc1.2:s:{a%7Bb%7D}:c:x%26y=s1%3D2");
         assert_eq!(scheme_of(&conj), "x%26y");
-        assert_eq!(t.conj_key(&Conj::new()), "p:sc2.1:s:{a%7Bb%7D}:c:");
+        assert_eq!(t.conj_key(&Conj::new()), "p:sc1.2:s:{a%7Bb%7D}:c:");
     }
 
     #[test]
@@ -288,6 +342,6 @@ mod tests {
             prefix: Prefix::Static("a*b:".into()),
             version: 0,
         };
-        assert_eq!(k.scan_pattern(), "a\\*b:sc2.0:*");
+        assert_eq!(k.scan_pattern(), "a\\*b:sc0.2:*");
     }
 }

@@ -108,7 +108,7 @@ pub use front::{AsyncCache, AsyncCachedAs, AsyncPrepared, AsyncScope, AsyncSimpl
 #[cfg(feature = "sqlx")]
 pub use front::{Execute, QueryAs, QueryScalar, SqlParam};
 pub use keys::{Prefix, PrefixScope};
-/// The key layout's version, in every key (`<prefix>sc<layout>.<version>:…`): it changes
+/// The key layout's version, in every key (`<prefix>sc<version>.<layout>:…`): it changes
 /// when a release builds other keys for the same read or row, so releases never mix keys.
 pub const KEY_LAYOUT: u32 = keys::LAYOUT;
 pub use profile::{LocalMode, Op, Ops, Profile, Profiles};

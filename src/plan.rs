@@ -34,6 +34,9 @@ pub(crate) struct Plan {
     pub lock: bool,
     /// Stale-while-revalidate grace (the profile's `stale_grace`).
     pub stale: Option<Duration>,
+    /// What identifies the entry (operation, table, condition, extra; or a function's
+    /// name and dependencies): the text its key hashes, named in widening events.
+    pub description: String,
 }
 
 impl Plan {
@@ -54,6 +57,12 @@ impl Plan {
         self.ttl
             .saturating_mul(2)
             .saturating_add(Duration::from_secs(10))
+    }
+    /// How long a scheme stays registered after the last `PREPARE` or `STORE` that used
+    /// it: the entry lives `ttl` after its `STORE`, and a local copy made by a hit at the
+    /// end of that life lives `ttl` more; 10 s spare. The stamps' lifetime.
+    pub fn scheme_ttl(&self) -> Duration {
+        self.stamp_ttl()
     }
 }
 
@@ -297,6 +306,7 @@ impl Deps {
         let dbs: Vec<&str> = self.dbs.iter().map(String::as_str).collect();
         Plan {
             entry: keys.entry(&tables, &dbs, &self.description),
+            description: self.description,
             stamps: self.stamps,
             schemes: self
                 .schemes

@@ -37,38 +37,46 @@ fn entry_ttl_is_the_timeout_and_stamps_outlive_it() {
         .unwrap();
     let _: u64 = cache.get_or_compute(&count(1), || 5).unwrap();
     let mut conn = server.conn();
-    let entries = keys(&mut conn, "p:sc2.1:e:{blog.article}:*");
+    let entries = keys(&mut conn, "p:sc1.2:e:{blog.article}:*");
     assert_eq!(entries.len(), 1);
     let ttl = pttl(&mut conn, &entries[0]);
     assert!(ttl > 90_000 && ttl <= 100_000, "entry ttl {ttl}");
-    let stamps = keys(&mut conn, "p:sc2.1:s:*");
+    let stamps = keys(&mut conn, "p:sc1.2:s:*");
     assert_eq!(
         stamps,
         vec![
-            "p:sc2.1:s:{blog.article}:c:category=i1",
-            "p:sc2.1:s:{blog.article}:g"
+            "p:sc1.2:s:{blog.article}:c:category=i1",
+            "p:sc1.2:s:{blog.article}:g"
         ]
     );
     for s in &stamps {
         let t = pttl(&mut conn, s);
         assert!(t > 200_000 && t <= 210_000, "stamp {s} ttl {t}");
     }
-    // Scheme sets are persistent: losing one would lose invalidations.
-    let schemes: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("p:sc2.1:m:{blog.article}")
+    // The scheme set is a sorted set: each scheme until the time some entry may depend
+    // on it (the stamps' lifetime after the last miss), and the set as long as its members.
+    let schemes: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg("p:sc1.2:m:{blog.article}")
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
         .query(&mut conn)
         .unwrap();
-    assert_eq!(schemes, vec!["category"]);
-    assert_eq!(pttl(&mut conn, "p:sc2.1:m:{blog.article}"), -1);
-    // invalidate_all keeps scheme sets: a read registering a scheme while it scans must
-    // not lose it, or later writes would not reach that read.
+    let (now_s, now_us): (u64, u64) = redis::cmd("TIME").query(&mut conn).unwrap();
+    let now = (now_s * 1000 + now_us / 1000) as f64;
+    assert_eq!(schemes.len(), 1);
+    assert_eq!(schemes[0].0, "category");
+    let left = schemes[0].1 - now;
+    assert!(
+        left > 200_000.0 && left <= 210_000.0,
+        "scheme kept {left} ms"
+    );
+    let t = pttl(&mut conn, "p:sc1.2:m:{blog.article}");
+    assert!(t > 200_000 && t <= 210_000, "scheme set ttl {t}");
+    // invalidate_all clears scheme sets too (a set lost while a read registers a scheme
+    // costs misses, never staleness: PREPARE kills the generation when it finds it missing).
     cache.invalidate_all().unwrap();
-    let schemes: Vec<String> = redis::cmd("SMEMBERS")
-        .arg("p:sc2.1:m:{blog.article}")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(schemes, vec!["category"]);
-    assert!(keys(&mut conn, "p:sc2.1:s:*").is_empty() && keys(&mut conn, "p:sc2.1:e:*").is_empty());
+    assert!(keys(&mut conn, "p:*").is_empty());
 }
 
 #[test]
@@ -146,7 +154,7 @@ fn corrupt_bytes_are_a_miss_and_an_event() {
         .get_or_compute(&read, loads.of(vec!["a".into()]))
         .unwrap();
     let mut conn = server.conn();
-    let entry = keys(&mut conn, "p:sc2.1:e:{blog.article}:*").remove(0);
+    let entry = keys(&mut conn, "p:sc1.2:e:{blog.article}:*").remove(0);
     let stored: Vec<u8> = redis::cmd("GET").arg(&entry).query(&mut conn).unwrap();
     // Keep the valid checksum and type tag, break the codec's payload: a length that runs
     // past the end.
@@ -470,12 +478,12 @@ fn a_lost_scheme_set_costs_misses_never_staleness() {
     let mut conn = server.conn();
     let reads = mixed_schemes_never_stale(&cache, 60, |round| {
         let _: () = redis::cmd("DEL")
-            .arg("lost:sc2.1:m:{evict.item}")
+            .arg("lost:sc1.2:m:{evict.item}")
             .query(&mut conn)
             .unwrap();
         if round % 3 == 0 {
             let _: () = redis::cmd("DEL")
-                .arg("lost:sc2.1:s:{evict.item}:g")
+                .arg("lost:sc1.2:s:{evict.item}:g")
                 .query(&mut conn)
                 .unwrap();
         }
@@ -624,4 +632,155 @@ fn dropping_the_last_handle_sends_what_is_queued() {
 /// A write whose invalidation could only be queued says so (in every mode, degrading too).
 fn queued(r: Result<(), Error>) {
     assert!(matches!(r, Err(Error::InvalidationQueued(_))), "{r:?}");
+}
+
+/// The scheme scores against the lifetimes of what depends on them: every conjunction stamp
+/// expires no later than its scheme's score (a `PREPARE` times both), and every entry's
+/// scheme outlives the entry by at least another timeout (its local copies), whatever the
+/// order of reads with different timeouts. A typo'd scheme goes once its time passed, and
+/// the set (a key with a TTL) with its last member.
+#[test]
+fn scheme_scores_cover_every_stamp_and_entry_that_depends_on_them() {
+    let server = RedisServer::start(&[]);
+    let cache = Cache::builder()
+        .redis(server.url())
+        .prefix("cover:")
+        .profile(
+            "blog.article",
+            Profile::new().timeout(Duration::from_millis(400)),
+        )
+        .build()
+        .unwrap();
+    let mut conn = server.conn();
+    let set = "cover:sc1.2:m:{blog.article}";
+    let check = |conn: &mut redis::Connection| {
+        let (s, us): (u64, u64) = redis::cmd("TIME").query(conn).unwrap();
+        let now = (s * 1000 + us / 1000) as i64;
+        let scores: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(set)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(conn)
+            .unwrap();
+        let score = |scheme: &str| {
+            scores
+                .iter()
+                .find(|(m, _)| m == scheme)
+                .map(|(_, s)| *s as i64)
+                .unwrap_or_else(|| panic!("scheme {scheme} missing from {scores:?}"))
+        };
+        for stamp in keys(conn, "cover:sc1.2:s:{blog.article}:c:*") {
+            let conj = stamp.rsplit(":c:").next().unwrap();
+            let scheme: Vec<&str> = conj
+                .split('&')
+                .map(|kv| kv.split('=').next().unwrap())
+                .collect();
+            let left = pttl(conn, &stamp);
+            assert!(
+                now + left <= score(&scheme.join("&")) + 1,
+                "stamp {stamp} outlives its scheme"
+            );
+        }
+        for entry in keys(conn, "cover:sc1.2:e:*") {
+            let left = pttl(conn, &entry);
+            assert!(left > 0);
+            // The 400 ms reads depend on one scheme each, and every scheme here outlives
+            // them; the 30 s dependent depends on `category`. Each scheme covers its
+            // entries' lives and a local copy's after them (one more timeout).
+            let (timeout, schemes): (i64, Vec<&str>) = if left <= 400 {
+                (400, scores.iter().map(|(m, _)| m.as_str()).collect())
+            } else {
+                (30_000, vec!["category"])
+            };
+            for scheme in schemes {
+                assert!(
+                    now + left + timeout <= score(scheme) + 1,
+                    "scheme {scheme} does not cover entry {entry}"
+                );
+            }
+        }
+        let set_left = pttl(conn, set);
+        let latest = scores.iter().map(|(_, s)| *s as i64).max().unwrap();
+        assert!(now + set_left + 1 >= latest, "the set outlives its members");
+        scores
+    };
+    let by = |f: &str, v: i64| Read::count("blog.article").filter(Cond::eq(f, v));
+    let _: u64 = cache.get_or_compute(&by("category", 1), || 1).unwrap();
+    check(&mut conn);
+    // A longer-lived dependent of the same conjunction (cached_as with its own timeout).
+    let _: u64 = cache
+        .cached_as([stampcache::Dep::from(by("category", 1))])
+        .name("long")
+        .timeout(Duration::from_secs(30))
+        .get_or_compute(|| 2)
+        .unwrap();
+    check(&mut conn);
+    // A typo, and a slow loader (stored 300 ms after its PREPARE).
+    let _: u64 = cache.get_or_compute(&by("categroy", 1), || 3).unwrap();
+    let _: u64 = cache
+        .get_or_compute(&by("author", 1), || {
+            std::thread::sleep(Duration::from_millis(300));
+            4
+        })
+        .unwrap();
+    let scores = check(&mut conn);
+    assert_eq!(scores.len(), 3, "{scores:?}");
+    let (s, _): (u64, u64) = redis::cmd("TIME").query(&mut conn).unwrap();
+    let typo = scores.iter().find(|(m, _)| m == "categroy").unwrap().1 as i64;
+    let left = typo - (s * 1000) as i64;
+    assert!(left > 10_000 && left <= 11_800, "typo kept {left} ms");
+    // Once its time passed, the next write drops it: the row names every field left.
+    std::thread::sleep(Duration::from_millis(11_000));
+    cache.on_insert("blog.article", &Article::new(5)).unwrap();
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(set)
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        members,
+        vec!["category"],
+        "only the 30 s dependent's scheme is left"
+    );
+}
+
+/// A scheme set lost while a loader runs (eviction, `invalidate_all`): `STORE` refuses the
+/// entry and does not make the set again (a set listing only this read's scheme would hide
+/// the lost set's other entries from later writes); the next `PREPARE` finds it missing.
+#[test]
+fn a_scheme_set_lost_during_a_load_is_not_made_again_by_store() {
+    let server = RedisServer::start(&[]);
+    let cache = Cache::builder()
+        .redis(server.url())
+        .prefix("gone:")
+        .build()
+        .unwrap();
+    let mut conn = server.conn();
+    let mut during = server.conn();
+    let n: u64 = cache
+        .get_or_compute(&count(1), move || {
+            let _: () = redis::cmd("DEL")
+                .arg("gone:sc1.2:m:{blog.article}")
+                .query(&mut during)
+                .unwrap();
+            5
+        })
+        .unwrap();
+    assert_eq!(n, 5, "the loader's value is returned");
+    assert!(
+        keys(&mut conn, "gone:sc1.2:m:*").is_empty(),
+        "not made again"
+    );
+    assert!(
+        keys(&mut conn, "gone:sc1.2:e:*").is_empty(),
+        "nothing stored"
+    );
+    let loads = Loads::default();
+    let n: u64 = cache.get_or_compute(&count(1), loads.of(6)).unwrap();
+    assert_eq!((n, loads.count()), (6, 1));
+    assert_eq!(keys(&mut conn, "gone:sc1.2:m:*").len(), 1);
+    let n: u64 = cache.get_or_compute(&count(1), loads.of(7)).unwrap();
+    assert_eq!((n, loads.count()), (6, 1), "stored this time");
 }

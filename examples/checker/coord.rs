@@ -539,7 +539,7 @@ pub fn run(mut o: Opts) -> Result<bool, String> {
         }
     }
 
-    // Clean up: the cache's keys of this run (scheme sets have no TTL) and the truth's.
+    // Clean up: the cache's keys of this run (scheme sets last long) and the truth's.
     cleanup(&cache.url(), &o.cache_prefix);
     // Twice: a fault may have closed this connection (the first call then reopens it).
     if t.clear().is_err() {
@@ -558,7 +558,8 @@ pub fn run(mut o: Opts) -> Result<bool, String> {
 }
 
 /// Deletes this run's cache keys that have no TTL, as an `allkeys-*` policy may evict them
-/// (a `volatile-*` one never does). Returns how many.
+/// (a `volatile-*` one never does), and its scheme sets (`…:m:{<table>}`, the metadata whose
+/// loss matters most; they expire, but long after the entries). Returns how many.
 fn evict_persistent(c: &mut redis::Connection, prefix: &str) -> redis::RedisResult<usize> {
     let mut cursor = 0u64;
     let mut n = 0;
@@ -579,7 +580,7 @@ fn evict_persistent(c: &mut redis::Connection, prefix: &str) -> redis::RedisResu
             let persistent: Vec<&String> = keys
                 .iter()
                 .zip(ttls)
-                .filter(|(_, t)| *t == -1)
+                .filter(|(k, t)| *t == -1 || k.contains(":m:{"))
                 .map(|(k, _)| k)
                 .collect();
             if !persistent.is_empty() {

@@ -65,7 +65,7 @@ FAULTS:
                            sleep             DEBUG SLEEP 0.2
                            flushdb           FLUSHDB of the cache's database
                            evict-persistent  delete the run's cache keys that have no TTL,
-                                             as allkeys-* eviction may
+                                             and its scheme sets, as allkeys-* eviction may
                            proxy-drop        the proxy closes every connection
                            proxy-stall       the proxy holds every byte for 0.5 s
                            maxmemory:P       maxmemory below the data for 1.5 s (2 MB of

@@ -419,8 +419,8 @@ async fn run(args: Args) -> ExitCode {
         },
         args.publication,
         args.prefix,
-        stampcache::KEY_LAYOUT,
-        args.version
+        args.version,
+        stampcache::KEY_LAYOUT
     ));
     let handle = match start(&args, &cache, &mut signals).await {
         Ok(h) => h,

@@ -241,9 +241,7 @@ impl Shared {
         let local = self.local.as_ref();
         if b.all {
             let keys = &self.planner.keys;
-            store
-                .invalidate_all(&keys.scan_pattern(), &keys.meta_marker())
-                .await?;
+            store.invalidate_all(&keys.scan_pattern()).await?;
             if let Some(l) = local {
                 l.flush();
             }
@@ -258,9 +256,12 @@ impl Shared {
         }
         if !b.rows.is_empty() {
             let batches: Vec<(TableKeys, Vec<EncodedRow>)> = b.rows.values().cloned().collect();
-            let deleted = store.invalidate_rows(&batches).await?;
+            let done = store.invalidate_rows(&batches).await?;
             if let Some(l) = local {
-                l.stamps_changed(deleted.iter().map(String::as_str));
+                l.stamps_changed(done.deleted.iter().map(String::as_str));
+            }
+            if !done.widened.is_empty() && !self.listeners.is_empty() {
+                self.widened.report(&done.widened, |e| self.emit(e));
             }
         }
         if !b.keys.is_empty() {

@@ -24,6 +24,7 @@ mod read;
 mod replayer;
 pub(crate) mod scope;
 mod simple;
+mod widened;
 
 use std::any::Any;
 use std::future::Future;
@@ -118,6 +119,8 @@ struct Shared {
     kinds: kinds::KindBook,
     /// Reads answered by the store, by outcome.
     reads: ReadCounters,
+    /// Which read uses each scheme, for widening events (only with listeners).
+    widened: widened::Widened,
 }
 
 impl Shared {
@@ -272,6 +275,7 @@ impl<C: Codec> Core<C> {
             replayer,
             kinds: kinds::KindBook::default(),
             reads: ReadCounters::default(),
+            widened: widened::Widened::default(),
         });
         Core {
             _last: replayer::LastHandle::new(&shared),
@@ -349,6 +353,7 @@ impl<C: Codec> Core<C> {
         let build = || {
             let plan = Arc::new(self.shared.planner.plan_read(read, profile));
             self.note_condition_kinds(&plan);
+            self.note_schemes(&plan);
             Arc::new(Planned {
                 key: key.unwrap_or_else(|| entry_key_hash(&plan)),
                 local: self.local_mode(profile),
@@ -366,6 +371,13 @@ impl<C: Codec> Core<C> {
         planned
     }
 
+    /// Remembers which read uses each of `plan`'s schemes, when someone listens to events.
+    fn note_schemes(&self, plan: &Plan) {
+        if !self.shared.listeners.is_empty() {
+            self.shared.widened.note(plan);
+        }
+    }
+
     /// The plan of a `cached_as` call, or `None` when the cache is off.
     pub fn plan_call(
         &self,
@@ -381,6 +393,7 @@ impl<C: Codec> Core<C> {
         let planner = &self.shared.planner;
         let build = || {
             let plan = Arc::new(planner.plan_call(deps, name, args, extra, timeout));
+            self.note_schemes(&plan);
             let local = match &self.shared.local {
                 Some(_) => self.shared.default_local,
                 None => LocalMode::Off,

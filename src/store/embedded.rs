@@ -2,13 +2,16 @@
 //! programs, examples and tests. Stamps are numbers from a process-wide counter, so a
 //! recreated stamp never equals an old one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache as Moka;
 
-use super::{later, was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan, Token};
+use super::{
+    later, merge_widening, was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan,
+    RowsInvalidated, Token,
+};
 use crate::error::Error;
 use crate::keys::{hash_hex, TableKeys};
 use crate::sync::{AtomicU64, Mutex, Ordering};
@@ -26,7 +29,9 @@ struct Stamps {
     values: HashMap<String, (u64, Instant)>,
     /// Last values of stamps deleted within their stale grace.
     dead: HashMap<String, (u64, Instant)>,
-    schemes: HashMap<String, BTreeSet<String>>,
+    /// Scheme sets: per set, each scheme and the time until which some entry may depend
+    /// on it (as Redis' sorted sets: times only grow, a scheme goes once its time passed).
+    schemes: HashMap<String, BTreeMap<String, Instant>>,
     writes_since_sweep: usize,
 }
 
@@ -45,6 +50,34 @@ impl Stamps {
             self.writes_since_sweep = 0;
             self.values.retain(|_, (_, exp)| *exp > now);
             self.dead.retain(|_, (_, exp)| *exp > now);
+            self.schemes.retain(|_, set| {
+                set.retain(|_, until| *until >= now);
+                !set.is_empty()
+            });
+        }
+    }
+
+    /// The schemes of a set still in their time (the passed ones dropped), or `None` when
+    /// the set does not exist.
+    fn live_schemes(&mut self, set: &str, now: Instant) -> Option<&mut BTreeMap<String, Instant>> {
+        let members = self.schemes.get_mut(set)?;
+        members.retain(|_, until| *until >= now);
+        if members.is_empty() {
+            self.schemes.remove(set);
+            return None;
+        }
+        self.schemes.get_mut(set)
+    }
+}
+
+/// Keeps `schemes` of `set` at least until `until`.
+fn register(set: &mut BTreeMap<String, Instant>, schemes: &[String], until: Instant) {
+    for s in schemes {
+        match set.get_mut(s) {
+            Some(t) => *t = (*t).max(until),
+            None => {
+                set.insert(s.clone(), until);
+            }
         }
     }
 }
@@ -105,6 +138,13 @@ impl EmbeddedStore {
         fits
     }
 
+    /// `now` on the tokens' clock: milliseconds since the process' first use of it.
+    fn clock(&self, now: Instant) -> u64 {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        now.saturating_duration_since(origin).as_millis() as u64
+    }
+
     fn checksum(values: &[u64]) -> String {
         let mut buf = Vec::with_capacity(values.len() * 8);
         for v in values {
@@ -140,7 +180,7 @@ impl EmbeddedStore {
             if self.current(&stamps, plan, now).as_deref() == Some(e.token.as_str()) {
                 return Ok(Fetch::Hit(
                     HitBytes::Shared(e.payload.clone()),
-                    Token(e.token.clone()),
+                    Token(e.token.clone(), 0),
                 ));
             }
             if plan.stale.is_some() {
@@ -163,6 +203,14 @@ impl EmbeddedStore {
                 }
             }
         }
+        // As in Redis' PREPARE: a missing scheme set kills its table's generation first.
+        // (Here only invalidate_all, which clears every stamp with it, or the expiry of
+        // every member, after which no entry depended on it, removes a set.)
+        for set_plan in &plan.schemes {
+            if !set_plan.schemes.is_empty() && stamps.live_schemes(&set_plan.key, now).is_none() {
+                stamps.values.remove(&set_plan.gen);
+            }
+        }
         let ttl = plan.stamp_ttl();
         let mut values = Vec::with_capacity(plan.stamps.len());
         for k in &plan.stamps {
@@ -180,24 +228,41 @@ impl EmbeddedStore {
             };
             values.push(v);
         }
+        let until = later(now, plan.scheme_ttl());
         for set_plan in &plan.schemes {
-            let set = stamps.schemes.entry(set_plan.key.clone()).or_default();
-            for s in &set_plan.schemes {
-                if !set.contains(s) {
-                    set.insert(s.clone());
-                }
+            if !set_plan.schemes.is_empty() {
+                let set = stamps.schemes.entry(set_plan.key.clone()).or_default();
+                register(set, &set_plan.schemes, until);
             }
         }
-        Ok(Fetch::Miss(Token(Self::checksum(&values))))
+        Ok(Fetch::Miss(Token(Self::checksum(&values), self.clock(now))))
     }
 
     pub fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {
         let now = Instant::now();
-        let stamps = self.stamps.lock();
+        let mut stamps = self.stamps.lock();
         if self.current(&stamps, plan, now).as_ref() != Some(&token.0)
             || !self.fits(&plan.entry, &token.0, payload.len())
         {
             return Ok(false);
+        }
+        // As in Redis' STORE: only while the PREPARE's promise holds is it sure that no
+        // invalidation dropped the entry's schemes meanwhile; then they are kept past the
+        // entry's life.
+        let sttl = plan.scheme_ttl().as_millis().min(u64::MAX as u128) as u64;
+        if self.clock(now) >= token.1.saturating_add(sttl) {
+            return Ok(false);
+        }
+        for set_plan in &plan.schemes {
+            if !set_plan.schemes.is_empty() && !stamps.schemes.contains_key(&set_plan.key) {
+                return Ok(false);
+            }
+        }
+        let until = later(now, plan.scheme_ttl());
+        for set_plan in &plan.schemes {
+            if let Some(set) = stamps.schemes.get_mut(&set_plan.key) {
+                register(set, &set_plan.schemes, until);
+            }
         }
         self.entries.insert(
             plan.entry.clone(),
@@ -226,14 +291,15 @@ impl EmbeddedStore {
     pub fn invalidate_rows(
         &self,
         batches: &[(TableKeys, Vec<EncodedRow>)],
-    ) -> Result<Vec<String>, Error> {
+    ) -> Result<RowsInvalidated, Error> {
         let mut deleted = Vec::new();
+        let mut widened = Vec::new();
+        let now = Instant::now();
         let mut stamps = self.stamps.lock();
         for (t, rows) in batches {
             let schemes: Vec<String> = stamps
-                .schemes
-                .get(&t.schemes)
-                .map(|s| s.iter().cloned().collect())
+                .live_schemes(&t.schemes, now)
+                .map(|s| s.keys().cloned().collect())
                 .unwrap_or_default();
             if schemes.is_empty() && !rows.is_empty() {
                 // As in Redis: without schemes, the generation reaches every entry.
@@ -245,20 +311,27 @@ impl EmbeddedStore {
                     row.iter().map(|(f, v)| (f.as_str(), v.as_str())).collect();
                 for scheme in &schemes {
                     let mut key = t.conj_prefix.clone();
-                    let mut complete = true;
-                    for (i, field) in scheme.split('&').filter(|f| !f.is_empty()).enumerate() {
+                    let mut missing: Vec<&str> = Vec::new();
+                    let mut first = true;
+                    for field in scheme.split('&').filter(|f| !f.is_empty()) {
                         let Some(v) = row.get(field) else {
-                            complete = false;
-                            break;
+                            missing.push(field);
+                            continue;
                         };
-                        if i > 0 {
+                        if !first {
                             key.push('&');
                         }
+                        first = false;
                         key.push_str(field);
                         key.push('=');
                         key.push_str(v);
                     }
-                    let gone = if complete { key } else { t.gen.clone() };
+                    let gone = if missing.is_empty() {
+                        key
+                    } else {
+                        merge_widening(&mut widened, t, scheme, &missing.join("&"));
+                        t.gen.clone()
+                    };
                     if let Some((v, _)) = stamps.values.remove(&gone) {
                         if t.stale_ms > 0 {
                             let until = later(Instant::now(), Duration::from_millis(t.stale_ms));
@@ -269,7 +342,7 @@ impl EmbeddedStore {
                 }
             }
         }
-        Ok(deleted)
+        Ok(RowsInvalidated { deleted, widened })
     }
 
     pub fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error> {
@@ -282,11 +355,13 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    pub fn invalidate_all(&self, _pattern: &str, _keep: &str) -> Result<(), Error> {
-        // Scheme sets stay (as in Redis): they name fields, not values.
+    pub fn invalidate_all(&self, _pattern: &str) -> Result<(), Error> {
+        // Scheme sets go too (as in Redis): every stamp goes with them, at once, so no
+        // entry outlives the sets it was stored under.
         let mut stamps = self.stamps.lock();
         stamps.values.clear();
         stamps.dead.clear();
+        stamps.schemes.clear();
         self.entries.invalidate_all();
         Ok(())
     }

@@ -19,9 +19,12 @@ use crate::error::Error;
 use crate::keys::TableKeys;
 pub(crate) use crate::plan::Plan;
 
-/// The checksum of the stamps read before a loader ran.
+/// The checksum of the stamps read before a loader ran, and when they were read: the
+/// store's clock in milliseconds (Redis `TIME`; 0 for the token of a hit, which is never
+/// stored again). `STORE` refuses a token older than the scheme lifetime: only until then
+/// is it sure that no invalidation dropped the schemes its entry depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Token(pub String);
+pub(crate) struct Token(pub String, pub u64);
 
 /// Bytes of a hit, owned (from Redis, payload after a header) or shared (embedded).
 #[derive(Debug)]
@@ -53,6 +56,57 @@ pub(crate) enum Fetch {
 
 /// A row image ready for invalidation: (escaped field, encoded value) pairs.
 pub(crate) type EncodedRow = Vec<(String, String)>;
+
+/// What an invalidation of rows did.
+#[derive(Debug, Default)]
+pub(crate) struct RowsInvalidated {
+    /// The stamp keys it deleted (whether or not they existed).
+    pub deleted: Vec<String>,
+    /// The schemes some row could not name, so the whole table went instead.
+    pub widened: Vec<Widening>,
+}
+
+/// A scheme (the fields of a cached read's conjunction) that rows of a table lacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Widening {
+    /// The table.
+    pub table: String,
+    /// The table's scheme set key.
+    pub set: String,
+    /// The scheme, as stored: escaped fields joined by `&`.
+    pub scheme: String,
+    /// The scheme's fields some row lacked (escaped), in order.
+    pub missing: Vec<String>,
+}
+
+/// Collects widenings, one per (table, scheme), their missing fields merged.
+pub(crate) fn merge_widening(all: &mut Vec<Widening>, t: &TableKeys, scheme: &str, missing: &str) {
+    let i = match all
+        .iter()
+        .position(|w| w.set == t.schemes && w.scheme == scheme)
+    {
+        Some(i) => i,
+        None => {
+            all.push(Widening {
+                table: t.table.clone(),
+                set: t.schemes.clone(),
+                scheme: scheme.to_owned(),
+                missing: Vec::new(),
+            });
+            all.len() - 1
+        }
+    };
+    let w = &mut all[i];
+    for f in missing.split('&') {
+        if !w.missing.iter().any(|m| m == f) {
+            w.missing.push(f.to_owned());
+        }
+    }
+    // In the scheme's order, whatever order rows reported them in.
+    let order: Vec<&str> = w.scheme.split('&').collect();
+    w.missing
+        .sort_by_key(|m| order.iter().position(|f| f == m).unwrap_or(usize::MAX));
+}
 
 /// The store of a cache: which one, and how it is reached. Every operation is `async`;
 /// the blocking front end drives them with [`block_on`](crate::block::block_on), which
@@ -104,21 +158,22 @@ impl Store {
         each_store!(self, s => s.confirm(stamps, token))
     }
     /// Deletes the stamps of every conjunction the rows match, per table, in one call.
-    /// Returns the stamp keys it deleted (whether or not they existed).
+    /// Returns the stamp keys it deleted (whether or not they existed), and the schemes a
+    /// row lacked fields of (its table's generation went instead).
     pub async fn invalidate_rows(
         &self,
         batches: &[(TableKeys, Vec<EncodedRow>)],
-    ) -> Result<Vec<String>, Error> {
+    ) -> Result<RowsInvalidated, Error> {
         each_store!(self, s => s.invalidate_rows(batches))
     }
     /// Deletes generation stamps: every entry of those tables dies.
     pub async fn invalidate_tables(&self, gens: &[String]) -> Result<(), Error> {
         each_store!(self, s => s.invalidate_tables(gens))
     }
-    /// Deletes every key matching the pattern (`KeySpace::scan_pattern`) but the scheme
-    /// sets (keys containing `keep`).
-    pub async fn invalidate_all(&self, pattern: &str, keep: &str) -> Result<(), Error> {
-        each_store!(self, s => s.invalidate_all(pattern, keep))
+    /// Deletes every key matching the pattern (`KeySpace::scan_pattern`), scheme sets
+    /// included (losing a set costs misses, never staleness: see `PREPARE`).
+    pub async fn invalidate_all(&self, pattern: &str) -> Result<(), Error> {
+        each_store!(self, s => s.invalidate_all(pattern))
     }
     /// Takes the entry's loader lock for `owner` if free (`SET NX PX`).
     pub async fn try_lock(&self, plan: &Plan, owner: &str, ttl: Duration) -> Result<bool, Error> {

@@ -45,17 +45,21 @@ impl Scripts {
 }
 
 /// KEYS: stamps..., scheme sets...
-/// ARGV: n_stamps, stamp_ttl_ms, nonce, per scheme set: generation index (1-based among
-/// KEYS, 0: none), n_schemes, schemes...
-/// Reads the stamps (creating absent ones, stretching short TTLs), registers the schemes,
-/// and returns the checksum of the stamps.
+/// ARGV: n_stamps, stamp_ttl_ms, nonce, scheme_ttl_ms, per scheme set: generation index
+/// (1-based among KEYS, 0: none), n_schemes, schemes...
+/// Reads the stamps (creating absent ones, stretching short TTLs), registers the schemes
+/// until `now + scheme_ttl` (dropping members whose time has passed), and returns the
+/// checksum of the stamps and `now` (Redis `TIME`, in milliseconds).
 pub(super) const PREPARE: &str = r"
 local n = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- A scheme set that does not exist was never made, or was lost (eviction under an
--- allkeys-* policy, FLUSHDB, a restart). Entries of its table may then be stored under
--- schemes the set no longer lists, which later writes would not find: the table's
--- generation dies first, and every such entry with it (local copies included).
-local a = 4
+-- allkeys-* policy, FLUSHDB, a restart, invalidate_all). Entries of its table may then be
+-- stored under schemes the set no longer lists, which later writes would not find: the
+-- table's generation dies first, and every such entry with it (local copies included).
+-- (A set that expired, or whose last member did, had no live entry depending on it.)
+local a = 5
 for j = n + 1, #KEYS do
   local g = tonumber(ARGV[a])
   local c = tonumber(ARGV[a + 1])
@@ -82,56 +86,111 @@ for i = 1, n do
     redis.call('PEXPIRE', k, ttl)
   end
 end
-a = 4
+-- Each member's score is the time until which some entry may depend on it. Scores only
+-- grow, and a member goes only once its score has passed.
+local sttl = tonumber(ARGV[4])
+local upto = string.format('%.0f', now + sttl)
+local past = string.format('(%.0f', now)
+a = 5
 for j = n + 1, #KEYS do
   local c = tonumber(ARGV[a + 1])
-  if c > 0 then redis.call('SADD', KEYS[j], unpack(ARGV, a + 2, a + 1 + c)) end
+  if c > 0 then
+    local k = KEYS[j]
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', past)
+    for i = a + 2, a + 1 + c do
+      local s = redis.call('ZSCORE', k, ARGV[i])
+      if not s or tonumber(s) < now + sttl then redis.call('ZADD', k, upto, ARGV[i]) end
+    end
+    -- The set outlives its members: its own expiry is the latest score.
+    if redis.call('PTTL', k) < sttl then redis.call('PEXPIRE', k, sttl) end
+  end
   a = a + 2 + c
 end
-return redis.sha1hex(table.concat(stamps, ','))
+return {redis.sha1hex(table.concat(stamps, ',')), now}
 ";
 
-/// KEYS: entry, stamps...  ARGV: entry value (checksum + payload), ttl_ms.
-/// Stores only if the stamps still match; returns 1 if stored.
+/// KEYS: entry, stamps..., scheme sets...
+/// ARGV: entry value (checksum + payload), ttl_ms, n_stamps, prepared_ms (the `now` of the
+/// `PREPARE` whose stamps the checksum names), scheme_ttl_ms, per scheme set: n_schemes,
+/// schemes...
+/// Stores only if the stamps still match, the `PREPARE` is recent enough that none of its
+/// schemes can have been dropped since (scores only grow, and go only once passed), and
+/// every scheme set still exists; then keeps the schemes until `now + scheme_ttl`, past
+/// the entry's life and its local copies'. Returns 1 if stored.
 pub(super) const STORE: &str = r"
+local n = tonumber(ARGV[3])
 local stamps = {}
-for i = 2, #KEYS, 1000 do
-  local part = redis.call('MGET', unpack(KEYS, i, math.min(i + 999, #KEYS)))
+for i = 2, n + 1, 1000 do
+  local part = redis.call('MGET', unpack(KEYS, i, math.min(i + 999, n + 1)))
   for j = 1, #part do stamps[i + j - 2] = part[j] end
 end
-for i = 1, #KEYS - 1 do if not stamps[i] then return 0 end end
+for i = 1, n do if not stamps[i] then return 0 end end
 if string.sub(ARGV[1], 1, 40) ~= redis.sha1hex(table.concat(stamps, ',')) then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local sttl = tonumber(ARGV[5])
+if now >= tonumber(ARGV[4]) + sttl then return 0 end
+-- A set lost since (eviction, invalidate_all) is not made again here: the next PREPARE
+-- finds it missing and kills the generation, and INVALIDATE meanwhile widens.
+for j = n + 2, #KEYS do
+  if redis.call('EXISTS', KEYS[j]) == 0 then return 0 end
+end
+local upto = string.format('%.0f', now + sttl)
+local a = 6
+for j = n + 2, #KEYS do
+  local k = KEYS[j]
+  local c = tonumber(ARGV[a])
+  for i = a + 1, a + c do
+    local s = redis.call('ZSCORE', k, ARGV[i])
+    if not s or tonumber(s) < now + sttl then redis.call('ZADD', k, upto, ARGV[i]) end
+  end
+  if redis.call('PTTL', k) < sttl then redis.call('PEXPIRE', k, sttl) end
+  a = a + 1 + c
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
 /// KEYS: scheme set, generation.
 /// ARGV: conj prefix, stale_ms, n_rows, per row: n_fields, (field, value)...
-/// Deletes the conjunction stamp each row builds for each scheme. A row missing a field a
-/// scheme needs cannot name its conjunction: the whole table is invalidated instead.
+/// Drops the schemes whose time has passed, then deletes the conjunction stamp each row
+/// builds for each scheme. A row missing a field a scheme needs cannot name its
+/// conjunction: the whole table is invalidated instead, and the scheme reported.
 /// With stale_ms > 0, each deleted stamp's last value is kept that long under `<key>:dead`
-/// (stale-while-revalidate). Returns the deleted keys.
+/// (stale-while-revalidate). Returns the deleted keys, and per scheme a row lacked fields
+/// of: the scheme and those fields (joined by `&`), flat.
 pub(super) const INVALIDATE: &str = r"
-local schemes = redis.call('SMEMBERS', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('(%.0f', now))
+local schemes = redis.call('ZRANGE', KEYS[1], 0, -1)
 local del = {}
 -- No scheme set (a restarted Redis, say): nothing here names this table's reads, but
 -- local tiers may still hold some; the generation reaches every one of them.
 local whole = #schemes == 0
+local lacked = {}
 local a = 4
 for r = 1, tonumber(ARGV[3]) do
   local nf = tonumber(ARGV[a])
   local row = {}
   for f = 1, nf do row[ARGV[a + 2 * f - 1]] = ARGV[a + 2 * f] end
   a = a + 1 + 2 * nf
-  for _, s in ipairs(schemes) do
+  for i, s in ipairs(schemes) do
     local parts = {}
-    local complete = true
+    local missing = {}
     for field in string.gmatch(s, '[^&]+') do
       local v = row[field]
-      if v == nil then complete = false break end
-      parts[#parts + 1] = field .. '=' .. v
+      if v == nil then missing[#missing + 1] = field
+      else parts[#parts + 1] = field .. '=' .. v end
     end
-    if complete then del[#del + 1] = ARGV[1] .. table.concat(parts, '&') else whole = true end
+    if #missing == 0 then
+      del[#del + 1] = ARGV[1] .. table.concat(parts, '&')
+    else
+      whole = true
+      local m = table.concat(missing, '&')
+      lacked[i] = lacked[i] or {}
+      lacked[i][m] = true
+    end
   end
 end
 if whole then del[#del + 1] = KEYS[2] end
@@ -145,7 +204,16 @@ end
 for i = 1, #del, 1000 do
   redis.call('UNLINK', unpack(del, i, math.min(i + 999, #del)))
 end
-return del
+local widened = {}
+for i, s in ipairs(schemes) do
+  if lacked[i] then
+    for m, _ in pairs(lacked[i]) do
+      widened[#widened + 1] = s
+      widened[#widened + 1] = m
+    end
+  end
+end
+return {del, widened}
 ";
 
 /// Registers a waiter for an entry's loader lock, if the lock is still held.

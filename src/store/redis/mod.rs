@@ -26,7 +26,7 @@ pub(crate) use exec::{Exec, Pool};
 #[cfg(feature = "tokio")]
 pub(crate) use mux::Multiplexed;
 
-use super::{millis, EncodedRow, Fetch, Plan, Token};
+use super::{merge_widening, millis, EncodedRow, Fetch, Plan, RowsInvalidated, Token};
 use crate::error::{redact_url, scrub, Error};
 use crate::keys::{dead_key, TableKeys};
 use crate::sync::{AtomicU64, Ordering};
@@ -184,7 +184,8 @@ impl<X: Exec> RedisStore<X> {
             .eval("prepare", &self.scripts.prepare, &keys, |c| {
                 c.arg(plan.stamps.len())
                     .arg(millis(plan.stamp_ttl()))
-                    .arg(nonce);
+                    .arg(nonce)
+                    .arg(millis(plan.scheme_ttl()));
                 for set in &plan.schemes {
                     // The generation's position among the keys (1-based; 0: none).
                     let gen = plan.stamps.iter().position(|k| *k == set.gen);
@@ -194,7 +195,7 @@ impl<X: Exec> RedisStore<X> {
                 }
             })
             .await?;
-        parse_token(reply).map(Fetch::Miss)
+        parse_prepared(reply).map(Fetch::Miss)
     }
 
     /// Step 3 of a read: stores `payload` if the stamps still match `token`.
@@ -204,9 +205,17 @@ impl<X: Exec> RedisStore<X> {
         value.extend_from_slice(payload);
         let mut keys = vec![plan.entry.as_str()];
         keys.extend(plan.stamps.iter().map(String::as_str));
+        keys.extend(plan.schemes.iter().map(|set| set.key.as_str()));
         let stored: i64 = self
             .eval("store", &self.scripts.store, &keys, |c| {
-                c.arg(value).arg(millis(plan.ttl));
+                c.arg(value)
+                    .arg(millis(plan.ttl))
+                    .arg(plan.stamps.len())
+                    .arg(token.1)
+                    .arg(millis(plan.scheme_ttl()));
+                for set in &plan.schemes {
+                    c.arg(set.schemes.len()).arg(&set.schemes);
+                }
             })
             .await?;
         Ok(stored == 1)
@@ -222,11 +231,12 @@ impl<X: Exec> RedisStore<X> {
         stamps_match(&self.exec.run(Req::Cmd(&mget)).await?, token)
     }
 
-    /// Deletes the stamps the rows match, per table, in one round trip.
+    /// Deletes the stamps the rows match, per table, in one round trip; reports the
+    /// schemes rows lacked fields of.
     pub async fn invalidate_rows(
         &self,
         batches: &[(TableKeys, Vec<EncodedRow>)],
-    ) -> Result<Vec<String>, Error> {
+    ) -> Result<RowsInvalidated, Error> {
         // One pipeline (one round trip); large batches are split so no script call is huge.
         let mut pipe = redis::pipe();
         for (t, rows) in batches {
@@ -248,14 +258,25 @@ impl<X: Exec> RedisStore<X> {
                 pipe.add_command(cmd);
             }
         }
-        let deleted: Vec<Vec<String>> = match self.exec.run(Req::Pipe(&pipe)).await {
+        let replies: Vec<(Vec<String>, Vec<String>)> = match self.exec.run(Req::Pipe(&pipe)).await {
             Err(e) if no_script(&e) => {
                 self.load(&self.scripts.invalidate).await?;
                 typed("invalidate", self.exec.run(Req::Pipe(&pipe)).await?)?
             }
             r => typed("invalidate", r?)?,
         };
-        Ok(deleted.into_iter().flatten().collect())
+        // The replies come in the order of the calls: per table, per chunk of rows.
+        let tables = batches
+            .iter()
+            .flat_map(|(t, rows)| std::iter::repeat_n(t, rows.len().div_ceil(500)));
+        let mut out = RowsInvalidated::default();
+        for (t, (deleted, widened)) in tables.zip(replies) {
+            out.deleted.extend(deleted);
+            for pair in widened.chunks_exact(2) {
+                merge_widening(&mut out.widened, t, &pair[0], &pair[1]);
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes generation stamps (and their stale markers).
@@ -272,8 +293,8 @@ impl<X: Exec> RedisStore<X> {
         self.exec.run(Req::Pipe(&pipe)).await.map(|_| ())
     }
 
-    /// Deletes every key matching `pattern` but those containing `keep`.
-    pub async fn invalidate_all(&self, pattern: &str, keep: &str) -> Result<(), Error> {
+    /// Deletes every key matching `pattern`.
+    pub async fn invalidate_all(&self, pattern: &str) -> Result<(), Error> {
         let mut cursor: u64 = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
@@ -283,7 +304,6 @@ impl<X: Exec> RedisStore<X> {
                 .arg("COUNT")
                 .arg(1000);
             let (next, keys): (u64, Vec<String>) = self.cmd("scan", &scan).await?;
-            let keys: Vec<&String> = keys.iter().filter(|k| !k.contains(keep)).collect();
             if !keys.is_empty() {
                 let mut unlink = redis::cmd("UNLINK");
                 unlink.arg(&keys);
@@ -362,6 +382,18 @@ impl<X: Exec> RedisStore<X> {
         unlink.arg(keys);
         let n: i64 = self.cmd("unlink", &unlink).await?;
         Ok(n > 0)
+    }
+}
+
+/// The `PREPARE` script's reply: the checksum and Redis' clock in milliseconds.
+fn parse_prepared(v: RValue) -> Result<Token, Error> {
+    match v {
+        RValue::Array(mut items) if items.len() == 2 => {
+            let now: u64 = typed("prepare", items.pop().unwrap_or(RValue::Nil))?;
+            let Token(sum, _) = parse_token(items.pop().unwrap_or(RValue::Nil))?;
+            Ok(Token(sum, now))
+        }
+        other => Err(reply::protocol("prepare", &other)),
     }
 }
 

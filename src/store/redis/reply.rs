@@ -125,7 +125,10 @@ fn take_entry(items: &mut [RValue]) -> Option<Vec<u8>> {
 
 /// The hit of an entry taken out of a checked reply, and its token.
 fn hit_of(buf: Vec<u8>) -> (HitBytes, Token) {
-    let token = Token(String::from_utf8_lossy(&buf[..CHECKSUM_LEN]).into_owned());
+    let token = Token(
+        String::from_utf8_lossy(&buf[..CHECKSUM_LEN]).into_owned(),
+        0,
+    );
     (
         HitBytes::Owned {
             buf,
@@ -204,7 +207,7 @@ pub(crate) fn stamps_match(v: &RValue, token: &Token) -> Result<bool, Error> {
 pub(crate) fn parse_token(v: RValue) -> Result<Token, Error> {
     match v {
         RValue::BulkString(cs) if cs.len() == CHECKSUM_LEN => String::from_utf8(cs)
-            .map(Token)
+            .map(|sum| Token(sum, 0))
             .map_err(|_| Error::Protocol("prepare: checksum is not text".into())),
         other => Err(protocol("prepare", &other)),
     }
@@ -314,6 +317,7 @@ mod tests {
     fn confirmations_read_stamps_in_place() {
         let token = Token(
             String::from_utf8(checksum([&b"a"[..], &b"b"[..]].into_iter()).to_vec()).unwrap(),
+            0,
         );
         let r = |a: RValue| RValue::Array(vec![a, bulk(b"b")]);
         assert!(stamps_match(&r(bulk(b"a")), &token).unwrap());
