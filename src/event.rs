@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::profile::Op;
+use crate::read::Read;
 use crate::value::Kind;
 
 /// What a read was for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Target<'a> {
     /// A read of a table.
@@ -16,6 +17,9 @@ pub enum Target<'a> {
         table: &'a str,
         /// The operation.
         op: Op,
+        /// The whole read (its `Debug` shows table, operation, condition, `extra` and
+        /// database), so a listener can say which read it was.
+        read: &'a Read,
     },
     /// A `cached_as` or `cached` function call, by name.
     Func {

@@ -553,7 +553,7 @@ fn events_report_reads_and_invalidations(b: Backend) {
         .on_event(move |e| {
             let s = match e {
                 Event::Read {
-                    target: Target::Table { table, op },
+                    target: Target::Table { table, op, .. },
                     outcome,
                 } => {
                     // The local tier answers hits in process: the same answer here.

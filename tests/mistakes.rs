@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use common::front::BuildFor;
 use common::{Backend, Loads};
 use serde::{Deserialize, Serialize};
-use stampcache::{Cond, Error, Event, Kind, LoadError, Read};
+use stampcache::{Cond, Error, Event, Kind, LoadError, Read, Target};
 
 crate::backend_suite!(
     [embedded => Embedded, redis => Redis, redis_local_strict => RedisStrict, redis_local_tracked => RedisTracked,
@@ -24,6 +24,7 @@ crate::backend_suite!(
     a_numeric_flag_is_invalidated_by_a_bool_row,
     kinds_that_never_match_are_reported,
     a_type_the_codec_cannot_decode_fails_at_its_first_store,
+    read_events_name_the_read,
 );
 
 /// The events of a cache, as text.
@@ -277,4 +278,38 @@ fn a_type_the_codec_cannot_decode_fails_at_its_first_store(b: Backend) {
         e.to_string().contains("Tagged"),
         "the message names the type: {e}"
     );
+}
+
+fn read_events_name_the_read(b: Backend) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = seen.clone();
+    let cache = b
+        .builder("read-events")
+        .on_event(move |e| {
+            if let Event::Read {
+                target: Target::Table { read, .. },
+                outcome,
+            } = e
+            {
+                sink.lock().unwrap().push(format!("{outcome:?} {read:?}"));
+            }
+        })
+        .build_for(b)
+        .unwrap();
+    let read = Read::fetch("app.article")
+        .filter(Cond::eq("category", 42))
+        .extra("ORDER BY id");
+    let loads = Loads::default();
+    let _: Vec<i64> = cache.get_or_compute(&read, loads.of(vec![1])).unwrap();
+    let _: Vec<i64> = cache.get_or_compute(&read, loads.of(vec![2])).unwrap();
+    let _: Vec<i64> = cache
+        .prepare(&read)
+        .get_or_compute(loads.of(vec![3]))
+        .unwrap();
+    let events = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(events.len(), 3, "{events:?}");
+    for e in &events {
+        assert!(e.contains("42") && e.contains("ORDER BY id"), "{e}");
+    }
+    assert!(events[0].starts_with("Miss"), "{events:?}");
 }

@@ -174,6 +174,7 @@ impl<C: Codec> Core<C> {
         let target = Target::Table {
             table: &read.table,
             op: read.op,
+            read,
         };
         let Some(profile) = self.profile_of(read) else {
             return Begun::Go(Job::planned(target, None));

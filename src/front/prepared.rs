@@ -12,7 +12,6 @@ use crate::codec::{Codec, DefaultCodec};
 use crate::core::{Begun, Core, Planned, Served};
 use crate::error::{Error, LoadError};
 use crate::event::Target;
-use crate::profile::Op;
 use crate::read::Read;
 
 /// A read planned once, from [`Cache::prepare`](crate::Cache::prepare). Reading through it
@@ -40,8 +39,8 @@ pub struct AsyncPrepared<C: Codec = DefaultCodec> {
 /// What a prepared read keeps.
 struct Planning<C: Codec> {
     core: Core<C>,
-    table: String,
-    op: Op,
+    /// The read, for events.
+    read: Read,
     /// `None`: the read bypasses the cache.
     planned: Option<Arc<Planned>>,
     /// Why the read is refused (an empty name), reported by every call.
@@ -59,23 +58,22 @@ impl<C: Codec> Planning<C> {
                 planned: None,
                 refused,
                 core,
-                table: read.table().to_owned(),
-                op: read.op(),
+                read: read.clone(),
             };
         }
         Planning {
             refused: None,
             planned: core.plan(read),
             core,
-            table: read.table().to_owned(),
-            op: read.op(),
+            read: read.clone(),
         }
     }
 
     fn target(&self) -> Target<'_> {
         Target::Table {
-            table: &self.table,
-            op: self.op,
+            table: self.read.table(),
+            op: self.read.op(),
+            read: &self.read,
         }
     }
 

@@ -181,6 +181,7 @@ impl<C: Codec> ScopeCore<C> {
         let target = Target::Table {
             table: read.table(),
             op: read.op(),
+            read,
         };
         let core = &self.core;
         let Some(planned) = core.plan(read) else {
