@@ -10,48 +10,17 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stampcache::{Cache, Codec, Cond, DefaultCodec, Dep, Read};
 
-/// Median over rounds of (time of `n` calls of `ours`) / (time of `n` calls of `bare`).
 fn ratio(rounds: usize, n: usize, ours: &mut dyn FnMut(), bare: &mut dyn FnMut()) -> f64 {
-    let time = |f: &mut dyn FnMut()| {
-        let t = Instant::now();
-        for _ in 0..n {
-            f();
-        }
-        t.elapsed().as_secs_f64()
-    };
-    let mut r: Vec<f64> = (0..rounds)
-        .map(|i| {
-            // The order flips every round, so a drift hits both sides alike.
-            if i % 2 == 0 {
-                let b = time(bare);
-                time(ours) / b
-            } else {
-                let o = time(ours);
-                o / time(bare)
-            }
-        })
-        .collect();
-    r.sort_by(|a, b| a.total_cmp(b));
-    r[r.len() / 2]
+    common::median_ratio(rounds, n, ours, bare)
 }
 
 /// Median time of one call of `f`, in microseconds.
 fn micros(n: usize, f: &mut dyn FnMut()) -> f64 {
-    let mut t: Vec<f64> = (0..7)
-        .map(|_| {
-            let s = Instant::now();
-            for _ in 0..n {
-                f();
-            }
-            s.elapsed().as_secs_f64() * 1e6 / n as f64
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[t.len() / 2]
+    common::median_secs(7, n, f) * 1e6
 }
 
 fn main() {

@@ -9,7 +9,6 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use common::Article;
 use stampcache::fuzzing::{typed_decode, typed_encode};
@@ -17,17 +16,7 @@ use stampcache::{Bitcode, Cache, Codec, Cond, LocalMode, Read};
 
 /// Median nanoseconds of one call, over 21 rounds of `n` calls.
 fn nanos(n: usize, f: &mut dyn FnMut()) -> f64 {
-    let mut t: Vec<f64> = (0..21)
-        .map(|_| {
-            let s = Instant::now();
-            for _ in 0..n {
-                f();
-            }
-            s.elapsed().as_secs_f64() * 1e9 / n as f64
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[t.len() / 2]
+    common::median_secs(21, n, f) * 1e9
 }
 
 /// (typed decode, codec decode) in ns for `rows` articles.

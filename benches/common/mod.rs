@@ -25,3 +25,48 @@ pub fn bench_redis() -> (Option<RedisServer>, String) {
         }
     }
 }
+
+/// Seconds per call of `f`: the median over `rounds` rounds of `n` calls.
+pub fn median_secs(rounds: usize, n: usize, f: &mut dyn FnMut()) -> f64 {
+    let mut t: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let s = std::time::Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            s.elapsed().as_secs_f64() / n as f64
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[t.len() / 2]
+}
+
+/// Median over `rounds` rounds of (time of `n` calls of `ours`) / (time of `n` calls of
+/// `bare`); the order flips every round, so a drift of the machine hits both sides alike.
+pub fn median_ratio(
+    rounds: usize,
+    n: usize,
+    ours: &mut dyn FnMut(),
+    bare: &mut dyn FnMut(),
+) -> f64 {
+    let time = |f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        t.elapsed().as_secs_f64()
+    };
+    let mut r: Vec<f64> = (0..rounds)
+        .map(|i| {
+            if i % 2 == 0 {
+                let b = time(bare);
+                time(ours) / b
+            } else {
+                let o = time(ours);
+                o / time(bare)
+            }
+        })
+        .collect();
+    r.sort_by(|a, b| a.total_cmp(b));
+    r[r.len() / 2]
+}
