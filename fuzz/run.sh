@@ -14,7 +14,7 @@ secs=${1:-20}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(reply codec_bitcode codec_postcard codec_bincode url pgoutput conninfo lsn types typed)
+  targets=(reply codec_bitcode codec_postcard codec_bincode url pgoutput conninfo lsn types typed sql)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

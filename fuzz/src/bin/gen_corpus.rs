@@ -454,6 +454,28 @@ fn main() {
     lsn_seeds().write(&root);
     types_seeds().write(&root);
     typed_seeds().write(&root);
+    sql_seeds().write(&root);
+}
+
+/// Statements the analysis meets: granular reads, joins, subqueries, writes, and refusals.
+fn sql_seeds() -> Seeds {
+    let mut s = Seeds::new("sql");
+    for sql in [
+        "SELECT id, title FROM article WHERE category = $1 ORDER BY id LIMIT 20",
+        "SELECT count(*) FROM article WHERE category IN ($1, 2) AND flag IS NULL",
+        "SELECT a.id FROM article a JOIN author b ON a.author_id = b.id WHERE b.name = $2",
+        "SELECT * FROM article WHERE id = ANY($3) OR NOT (category = 1)",
+        "WITH x AS (SELECT * FROM article) SELECT * FROM x UNION SELECT * FROM old_article",
+        "SELECT * FROM article WHERE id IN (SELECT article_id FROM tag WHERE t = $1)",
+        "SELECT now(), random() FROM article FOR UPDATE",
+        "INSERT INTO article (id, category) VALUES ($1, 2), (3, $2) RETURNING *",
+        "UPDATE article SET category = $1 WHERE id = $2 RETURNING id, category",
+        "DELETE FROM article WHERE category = $1",
+        "TRUNCATE article",
+    ] {
+        s.add_near(sql.as_bytes());
+    }
+    s
 }
 
 /// Entries as the cache stores them: a type tag, then Bitcode's payload.
