@@ -23,7 +23,7 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::dnf::Conj;
-use crate::value::{escape, escape_into};
+use crate::value::{escape, escape_into, Kind};
 
 /// The key layout, in every key beside the user's version: bumped whenever a release would
 /// build other keys or values for the same read or row, so two releases sharing a Redis
@@ -115,7 +115,7 @@ pub(crate) fn fields_of(scheme: &str) -> Vec<String> {
 }
 
 /// The inverse of `escape`: `%XX` sequences back to bytes (invalid UTF-8 shown lossily).
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     if !s.contains('%') {
         return s.to_owned();
     }
@@ -144,6 +144,35 @@ fn unescape(s: &str) -> String {
 /// The key remembering a deleted stamp's last value (stale-while-revalidate).
 pub(crate) fn dead_key(stamp: &str) -> String {
     format!("{stamp}:dead")
+}
+
+/// The scheme-set member saying a read's condition compares `field` with values of `kind`:
+/// `=<escaped field>=<n|s|x>`. Escaped fields never hold `=`, so no scheme starts with it.
+pub(crate) fn kind_member(field: &str, kind: Kind) -> String {
+    let mut s = String::from("=");
+    escape_into(field, &mut s);
+    s.push('=');
+    s.push(kind_letter(kind));
+    s
+}
+
+/// The letter of a kind in scheme-set members and `INVALIDATE`'s replies.
+pub(crate) fn kind_letter(kind: Kind) -> char {
+    match kind {
+        Kind::Number => 'n',
+        Kind::Text => 's',
+        Kind::Bytes => 'x',
+    }
+}
+
+/// The kind of a letter of [`kind_letter`].
+pub(crate) fn kind_of_letter(letter: &str) -> Option<Kind> {
+    match letter {
+        "n" => Some(Kind::Number),
+        "s" => Some(Kind::Text),
+        "x" => Some(Kind::Bytes),
+        _ => None,
+    }
 }
 
 /// The scheme of a conjunction: its escaped field names joined by `&`, in conj order.

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::dnf::{to_dnf, Conj, DnfLimits};
-use crate::keys::{hash_hex, scheme_of, KeySpace};
+use crate::keys::{hash_hex, kind_member, scheme_of, KeySpace};
 use crate::profile::{Profile, Profiles};
 use crate::read::{Dep, Force, Read};
 use crate::value::escape_into;
@@ -75,6 +75,10 @@ pub(crate) struct SchemeSet {
     pub gen: String,
     /// The schemes (field lists) to add.
     pub schemes: Vec<String>,
+    /// The kinds of value its conditions compare each field with, as `=<field>=<kind>`
+    /// (`keys::kind_member`): registered beside the schemes in Redis, so a writer in another
+    /// process learns of a clash (`INVALIDATE`). Never a scheme: fields never hold `=`.
+    pub kinds: Vec<String>,
 }
 
 /// What turns reads into plans: the profiles, the key space and the DNF limits.
@@ -247,6 +251,12 @@ impl Planner {
             for conj in conjs {
                 schemes.insert(scheme_of(conj));
             }
+            let kinds = deps.kinds.entry(tk.schemes.clone()).or_default();
+            for (field, value) in conjs.iter().flatten() {
+                if let Some(kind) = value.kind() {
+                    kinds.insert(kind_member(field, kind));
+                }
+            }
             for conj in conjs {
                 deps.stamp(tk.conj_key(conj));
             }
@@ -279,6 +289,8 @@ struct Deps {
     depends: Vec<(String, Vec<Conj>)>,
     /// Scheme set key -> (generation key, schemes).
     schemes: BTreeMap<String, (String, BTreeSet<String>)>,
+    /// Scheme set key -> kind members of its table's condition fields.
+    kinds: BTreeMap<String, BTreeSet<String>>,
     tables: Vec<String>,
     dbs: Vec<String>,
     description: String,
@@ -312,6 +324,11 @@ impl Deps {
                 .schemes
                 .into_iter()
                 .map(|(key, (gen, s))| SchemeSet {
+                    kinds: self
+                        .kinds
+                        .get(&key)
+                        .map(|k| k.iter().cloned().collect())
+                        .unwrap_or_default(),
                     key,
                     gen,
                     schemes: s.into_iter().collect(),

@@ -263,6 +263,17 @@ impl Shared {
             if !done.widened.is_empty() && !self.listeners.is_empty() {
                 self.widened.report(&done.widened, |e| self.emit(e));
             }
+            for c in &done.clashes {
+                if let Some(m) = self.kinds.remote(c) {
+                    self.emit(&Event::KindMismatch {
+                        table: &m.table,
+                        field: &m.field,
+                        condition: m.condition,
+                        row: m.row,
+                        read: &m.read,
+                    });
+                }
+            }
         }
         if !b.keys.is_empty() {
             let keys: Vec<String> = b.keys.iter().cloned().collect();

@@ -6,9 +6,15 @@
 //! text, a bool against `1`) are merged by [`Value`](crate::Value)'s encoding and are not
 //! mismatches. What this process has seen is kept here, per table and field: the first kind
 //! a condition used (and the entry of that read), the first kind a row image held.
+//!
+//! Across processes: a plan registers `=<field>=<kind>` members beside its schemes
+//! (`keys::kind_member`), with the schemes' lifetime; Redis' `INVALIDATE` compares each
+//! row value's kind with them and returns the clashes, which the writer reports here
+//! ([`KindBook::remote`]). The embedded store is one process: nothing to learn there.
 
 use std::collections::HashMap;
 
+use crate::store::KindClash;
 use crate::sync::Mutex;
 use crate::value::{Kind, Value};
 
@@ -70,6 +76,20 @@ impl KindBook {
         .map(|mut m| {
             // `note` reports the condition's side; the row's is this value.
             m.row = kind;
+            m
+        })
+    }
+
+    /// A clash the store found between a written row and a read of another process (its
+    /// condition's kind registered beside the table's schemes): reported once per field,
+    /// like the clashes this process sees itself.
+    pub fn remote(&self, c: &KindClash) -> Option<Mismatch> {
+        self.note(&c.table, &c.field, |seen| {
+            seen.row.get_or_insert(c.row);
+            Some((c.condition, String::from("(a read of another process)")))
+        })
+        .map(|mut m| {
+            m.row = c.row;
             m
         })
     }

@@ -64,6 +64,23 @@ pub(crate) struct RowsInvalidated {
     pub deleted: Vec<String>,
     /// The schemes some row could not name, so the whole table went instead.
     pub widened: Vec<Widening>,
+    /// Fields whose row values are of another kind than some read's condition (another
+    /// process's read: the store learnt it from the scheme set).
+    pub clashes: Vec<KindClash>,
+}
+
+/// A written row's value and a cached read's condition on one field, of kinds that never
+/// match (text against a number, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KindClash {
+    /// The table.
+    pub table: String,
+    /// The field (unescaped).
+    pub field: String,
+    /// The kind the condition compares the field with.
+    pub condition: crate::value::Kind,
+    /// The kind the row's value has.
+    pub row: crate::value::Kind,
 }
 
 /// A scheme (the fields of a cached read's conjunction) that rows of a table lacked.

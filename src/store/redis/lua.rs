@@ -157,13 +157,30 @@ return 1
 /// builds for each scheme. A row missing a field a scheme needs cannot name its
 /// conjunction: the whole table is invalidated instead, and the scheme reported.
 /// With stale_ms > 0, each deleted stamp's last value is kept that long under `<key>:dead`
-/// (stale-while-revalidate). Returns the deleted keys, and per scheme a row lacked fields
-/// of: the scheme and those fields (joined by `&`), flat.
+/// (stale-while-revalidate). Members `=<field>=<kind>` are no schemes: they say a read's
+/// condition compares that field with values of that kind (`n`, `s`, `x`); a row value of
+/// another kind (by its encoding's first letter) is a clash. Returns the deleted keys; per
+/// scheme a row lacked fields of: the scheme and those fields (joined by `&`), flat; per
+/// clash: the field, the condition's kind and the row's, flat.
 pub(super) const INVALIDATE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('(%.0f', now))
-local schemes = redis.call('ZRANGE', KEYS[1], 0, -1)
+local schemes = {}
+local kinds = {}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(m, 1, 1) == '=' then
+    local f, k = string.match(m, '^=(.*)=(%a)$')
+    if f then
+      kinds[f] = kinds[f] or {}
+      kinds[f][k] = true
+    end
+  else
+    schemes[#schemes + 1] = m
+  end
+end
+local letter = {i = 'n', r = 'n', s = 's', x = 'x'}
+local clash = {}
 local del = {}
 -- No scheme set (a restarted Redis, say): nothing here names this table's reads, but
 -- local tiers may still hold some; the generation reaches every one of them.
@@ -173,7 +190,16 @@ local a = 4
 for r = 1, tonumber(ARGV[3]) do
   local nf = tonumber(ARGV[a])
   local row = {}
-  for f = 1, nf do row[ARGV[a + 2 * f - 1]] = ARGV[a + 2 * f] end
+  for f = 1, nf do
+    local field, v = ARGV[a + 2 * f - 1], ARGV[a + 2 * f]
+    row[field] = v
+    local rk = letter[string.sub(v, 1, 1)]
+    if rk and kinds[field] then
+      for ck, _ in pairs(kinds[field]) do
+        if ck ~= rk then clash[field .. '=' .. ck .. '=' .. rk] = true end
+      end
+    end
+  end
   a = a + 1 + 2 * nf
   for i, s in ipairs(schemes) do
     local parts = {}
@@ -213,7 +239,14 @@ for i, s in ipairs(schemes) do
     end
   end
 end
-return {del, widened}
+local clashes = {}
+for c, _ in pairs(clash) do
+  local f, ck, rk = string.match(c, '^(.*)=(%a)=(%a)$')
+  clashes[#clashes + 1] = f
+  clashes[#clashes + 1] = ck
+  clashes[#clashes + 1] = rk
+end
+return {del, widened, clashes}
 ";
 
 /// Registers a waiter for an entry's loader lock, if the lock is still held.

@@ -26,9 +26,10 @@ pub(crate) use exec::{Exec, Pool};
 #[cfg(feature = "tokio")]
 pub(crate) use mux::Multiplexed;
 
-use super::{merge_widening, millis, EncodedRow, Fetch, Plan, RowsInvalidated, Token};
+use super::{merge_widening, millis, EncodedRow, Fetch, KindClash, Plan, RowsInvalidated, Token};
 use crate::error::{redact_url, scrub, Error};
 use crate::keys::{dead_key, TableKeys};
+use crate::keys::{kind_of_letter, unescape};
 use crate::sync::{AtomicU64, Ordering};
 use exec::Req;
 use lua::{Lua, Scripts};
@@ -189,9 +190,11 @@ impl<X: Exec> RedisStore<X> {
                 for set in &plan.schemes {
                     // The generation's position among the keys (1-based; 0: none).
                     let gen = plan.stamps.iter().position(|k| *k == set.gen);
+                    // Kind members ride with the schemes (same lifetime, never a scheme).
                     c.arg(gen.map_or(0, |i| i + 1))
-                        .arg(set.schemes.len())
-                        .arg(&set.schemes);
+                        .arg(set.schemes.len() + set.kinds.len())
+                        .arg(&set.schemes)
+                        .arg(&set.kinds);
                 }
             })
             .await?;
@@ -214,7 +217,9 @@ impl<X: Exec> RedisStore<X> {
                     .arg(token.1)
                     .arg(millis(plan.scheme_ttl()));
                 for set in &plan.schemes {
-                    c.arg(set.schemes.len()).arg(&set.schemes);
+                    c.arg(set.schemes.len() + set.kinds.len())
+                        .arg(&set.schemes)
+                        .arg(&set.kinds);
                 }
             })
             .await?;
@@ -258,22 +263,35 @@ impl<X: Exec> RedisStore<X> {
                 pipe.add_command(cmd);
             }
         }
-        let replies: Vec<(Vec<String>, Vec<String>)> = match self.exec.run(Req::Pipe(&pipe)).await {
-            Err(e) if no_script(&e) => {
-                self.load(&self.scripts.invalidate).await?;
-                typed("invalidate", self.exec.run(Req::Pipe(&pipe)).await?)?
-            }
-            r => typed("invalidate", r?)?,
-        };
+        let replies: Vec<(Vec<String>, Vec<String>, Vec<String>)> =
+            match self.exec.run(Req::Pipe(&pipe)).await {
+                Err(e) if no_script(&e) => {
+                    self.load(&self.scripts.invalidate).await?;
+                    typed("invalidate", self.exec.run(Req::Pipe(&pipe)).await?)?
+                }
+                r => typed("invalidate", r?)?,
+            };
         // The replies come in the order of the calls: per table, per chunk of rows.
         let tables = batches
             .iter()
             .flat_map(|(t, rows)| std::iter::repeat_n(t, rows.len().div_ceil(500)));
         let mut out = RowsInvalidated::default();
-        for (t, (deleted, widened)) in tables.zip(replies) {
+        for (t, (deleted, widened, clashes)) in tables.zip(replies) {
             out.deleted.extend(deleted);
             for pair in widened.chunks_exact(2) {
                 merge_widening(&mut out.widened, t, &pair[0], &pair[1]);
+            }
+            for c in clashes.chunks_exact(3) {
+                let (Some(condition), Some(row)) = (kind_of_letter(&c[1]), kind_of_letter(&c[2]))
+                else {
+                    continue;
+                };
+                out.clashes.push(KindClash {
+                    table: t.table.clone(),
+                    field: unescape(&c[0]),
+                    condition,
+                    row,
+                });
             }
         }
         Ok(out)
