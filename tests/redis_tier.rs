@@ -719,7 +719,10 @@ fn scheme_scores_cover_every_stamp_and_entry_that_depends_on_them() {
         let (s2, us2): (u64, u64) = redis::cmd("TIME").query(conn).unwrap();
         let after = (s2 * 1000 + us2 / 1000) as i64;
         let latest = scores.iter().map(|(_, s)| *s as i64).max().unwrap();
-        assert!(after + set_left + 1 >= latest, "the set outlives its members");
+        assert!(
+            after + set_left + 1 >= latest,
+            "the set outlives its members"
+        );
         scores
     };
     let by = |f: &str, v: i64| Read::count("blog.article").filter(Cond::eq(f, v));
