@@ -277,6 +277,52 @@ async fn reads_described_by_sql_are_cached_and_invalidated_granularly() {
         ..new.clone()
     };
 
+    // A write's RETURNING rows are its images: a DELETE kills what its old row matched.
+    let before = c.loads();
+    let gone: Option<Article> = c
+        .cache
+        .query_as(&format!(
+            "DELETE FROM {t} WHERE id = $1 RETURNING id, category, author_id, title"
+        ))
+        .bind(5_i64)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+    assert_eq!(gone.map(|a| a.category), Some(2));
+    assert_eq!(fetch_list(2).await.len(), 2, "category 2 sees the delete");
+    assert_eq!(fetch_list(1).await[0].title, "eins");
+    assert_eq!(c.loads(), before + 1, "category 1 stayed cached");
+    // An UPDATE that pins the column it assigns: old and new rows, both categories only.
+    let moved: Article = c
+        .cache
+        .query_as(&format!(
+            "UPDATE {t} SET category = $2 WHERE id = $1 AND category = $3 RETURNING *"
+        ))
+        .bind(4_i64)
+        .bind(3_i64)
+        .bind(2_i64)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(moved.category, 3);
+    assert_eq!(fetch_list(2).await.len(), 1, "category 2 lost the row");
+    assert_eq!(fetch_list(3).await.len(), 1, "category 3 gained it");
+    assert_eq!(fetch_list(1).await[0].title, "eins");
+    assert_eq!(c.loads(), before + 3, "category 1 stayed cached");
+    // Without the pin the old category is unknown: the whole table.
+    let _: Article = c
+        .cache
+        .query_as(&format!(
+            "UPDATE {t} SET category = $2 WHERE id = $1 RETURNING *"
+        ))
+        .bind(4_i64)
+        .bind(2_i64)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(fetch_list(1).await[0].title, "eins");
+    assert_eq!(c.loads(), before + 4, "category 1 reloaded too");
+
     // Inside a transaction's scope: its own write is seen at once.
     let scope = c.cache.atomic();
     let newer = Article {
