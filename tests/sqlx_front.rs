@@ -344,6 +344,36 @@ async fn reads_described_by_sql_are_cached_and_invalidated_granularly() {
     );
     scope.rollback();
 
+    // Values sqlx encodes at bind (an array, an Option) beside values it encodes only on a
+    // miss, in either order: the database gets each as bound.
+    let ids = format!(
+        "SELECT id, category, author_id, title FROM {t} WHERE category = $1 AND id = ANY($2) ORDER BY id"
+    );
+    let by_ids: Vec<Article> = c
+        .cache
+        .query_as(&ids)
+        .bind(2_i64)
+        .bind(vec![3_i64, 4, 5])
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(by_ids.iter().map(|r| r.id).collect::<Vec<_>>(), [3, 4]);
+    let ids = format!(
+        "SELECT id, category, author_id, title FROM {t} WHERE id = ANY($1) AND category = $2 \
+         AND title IS DISTINCT FROM $3 AND $4 ORDER BY id"
+    );
+    let by_ids: Vec<Article> = c
+        .cache
+        .query_as(&ids)
+        .bind(vec![1_i64, 3])
+        .bind(Some(1_i64))
+        .bind(None::<String>)
+        .bind(true)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(by_ids.iter().map(|r| r.id).collect::<Vec<_>>(), [1]);
+
     for stmt in [format!("DROP TABLE {t}"), format!("DROP TABLE {a}")] {
         sqlx::query(&stmt).execute(&pool).await.unwrap();
     }

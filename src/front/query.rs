@@ -85,17 +85,60 @@ macro_rules! apply_writes {
     };
 }
 
+/// How a recorded value reaches sqlx: encoded again from its [`Param`] when the statement
+/// runs, so a cache hit builds no sqlx arguments at all.
+#[doc(hidden)]
+pub type Encoder = fn(&Param, &mut PgArguments) -> Result<(), sqlx::error::BoxDynError>;
+
 /// A value that can be bound to a query: sqlx encodes it, the cache records it.
 pub trait SqlParam {
     /// The value as the cache sees it (in conditions and in the key).
     fn to_param(&self) -> Param;
+
+    /// The value as the cache sees it, taking it (no copy where it can).
+    #[doc(hidden)]
+    fn into_param(self) -> Param
+    where
+        Self: Sized,
+    {
+        self.to_param()
+    }
+
+    /// How to encode the value for sqlx from its [`Param`] alone, when that holds all of it
+    /// (the built-in scalars). `None`, the default: sqlx encodes it at `bind`.
+    #[doc(hidden)]
+    fn encoder() -> Option<Encoder>
+    where
+        Self: Sized,
+    {
+        None
+    }
+}
+
+/// The recorded value's parts, for the encoders (a kind it cannot have is an error).
+fn recorded<'p, V>(
+    p: &'p Param,
+    part: impl FnOnce(&'p Value) -> Option<V>,
+) -> Result<V, sqlx::error::BoxDynError> {
+    match p {
+        Param::Scalar(v) => part(v),
+        Param::Array(_) => None,
+    }
+    .ok_or_else(|| "a recorded parameter changed kind".into())
 }
 
 macro_rules! scalar_params {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $enc:expr),* $(,)?) => {$(
         impl SqlParam for $t {
             fn to_param(&self) -> Param {
                 Param::Scalar(Value::from(self.clone()))
+            }
+            fn into_param(self) -> Param {
+                Param::Scalar(Value::from(self))
+            }
+            fn encoder() -> Option<Encoder> {
+                let encoder: Encoder = $enc;
+                Some(encoder)
             }
         }
         impl SqlParam for Vec<$t> {
@@ -105,11 +148,49 @@ macro_rules! scalar_params {
         }
     )*};
 }
-scalar_params!(i16, i32, i64, f32, f64, bool, String);
+
+fn int(v: &Value) -> Option<i128> {
+    match v {
+        Value::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn float(v: &Value) -> Option<f64> {
+    match v {
+        Value::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<&str> {
+    match v {
+        Value::Text(s) => Some(s),
+        _ => None,
+    }
+}
+
+scalar_params!(
+    i16 => |p, a| a.add(i16::try_from(recorded(p, int)?)?),
+    i32 => |p, a| a.add(i32::try_from(recorded(p, int)?)?),
+    i64 => |p, a| a.add(i64::try_from(recorded(p, int)?)?),
+    // f32 to f64 and back is exact.
+    f32 => |p, a| a.add(recorded(p, float)? as f32),
+    f64 => |p, a| a.add(recorded(p, float)?),
+    bool => |p, a| a.add(recorded(p, |v| match v {
+        Value::Bool(b) => Some(*b),
+        _ => None,
+    })?),
+    String => |p, a| a.add(recorded(p, text)?),
+);
 
 impl SqlParam for &str {
     fn to_param(&self) -> Param {
         Param::Scalar(Value::from(*self))
+    }
+    fn encoder() -> Option<Encoder> {
+        let encoder: Encoder = |p, a| a.add(recorded(p, text)?);
+        Some(encoder)
     }
 }
 
@@ -117,6 +198,18 @@ impl SqlParam for Vec<u8> {
     /// `bytea`, a scalar (as sqlx encodes it).
     fn to_param(&self) -> Param {
         Param::Scalar(Value::from(self.clone()))
+    }
+    fn into_param(self) -> Param {
+        Param::Scalar(Value::from(self))
+    }
+    fn encoder() -> Option<Encoder> {
+        let encoder: Encoder = |p, a| {
+            a.add(recorded(p, |v| match v {
+                Value::Bytes(b) => Some(b.as_slice()),
+                _ => None,
+            })?)
+        };
+        Some(encoder)
     }
 }
 
@@ -135,14 +228,40 @@ enum Via<'c, C: Codec> {
     Scope(&'c AsyncScope<C>),
 }
 
+/// How many values are kept for encoding later (past it, every value is encoded at bind).
+const LAZY: usize = 6;
+
 /// A statement and its bound values.
 struct Bound<'c, 'q, C: Codec> {
     via: Via<'c, C>,
     sql: &'q str,
-    args: PgArguments,
     params: Vec<Param>,
+    /// Each value's encoder while they are recorded only.
+    encoders: [Option<Encoder>; LAZY],
+    /// Every value bound so far, encoded, once one had to be encoded at bind (a type
+    /// without an encoder, or more than `LAZY` values). Boxed: the query's future stays
+    /// small (it is moved a few times per call).
+    args: Option<Box<PgArguments>>,
     /// The first value sqlx could not encode (returned by the fetch).
     bind_error: Option<sqlx::error::BoxDynError>,
+}
+
+/// The sqlx arguments of recorded values (`args` when they were encoded at bind already).
+fn arguments(
+    params: &[Param],
+    encoders: &[Option<Encoder>],
+    args: Option<Box<PgArguments>>,
+) -> Result<PgArguments, sqlx::Error> {
+    if let Some(args) = args {
+        return Ok(*args);
+    }
+    let mut args = PgArguments::default();
+    for (p, e) in params.iter().zip(encoders) {
+        let e =
+            e.ok_or_else(|| sqlx::Error::Encode("a recorded parameter lost its encoder".into()))?;
+        e(p, &mut args).map_err(sqlx::Error::Encode)?;
+    }
+    Ok(args)
 }
 
 impl<'c, 'q, C: Codec> Bound<'c, 'q, C> {
@@ -150,20 +269,49 @@ impl<'c, 'q, C: Codec> Bound<'c, 'q, C> {
         Bound {
             via,
             sql,
-            args: PgArguments::default(),
-            params: Vec::new(),
+            params: Vec::with_capacity(4),
+            encoders: [None; LAZY],
+            args: None,
             bind_error: None,
         }
     }
 
+    /// Records the value; sqlx encodes it only when the statement runs, when its type can
+    /// be encoded from the record (else now).
     fn bind<T>(&mut self, value: T)
     where
         T: SqlParam + 'q + Encode<'q, Postgres> + Type<Postgres>,
     {
-        self.params.push(value.to_param());
-        if let Err(e) = self.args.add(value) {
-            self.bind_error.get_or_insert(e);
+        let i = self.params.len();
+        if self.args.is_none() && i < LAZY {
+            if let Some(encoder) = T::encoder() {
+                self.params.push(value.into_param());
+                self.encoders[i] = Some(encoder);
+                return;
+            }
         }
+        self.params.push(value.to_param());
+        let args = match self.args.take() {
+            Some(args) => Ok(args),
+            None => arguments(&self.params[..i], &self.encoders, None).map(Box::new),
+        };
+        match args {
+            Ok(mut args) => {
+                if let Err(e) = args.add(value) {
+                    self.bind_error.get_or_insert(e);
+                }
+                self.args = Some(args);
+            }
+            Err(e) => {
+                self.bind_error.get_or_insert(Box::new(e));
+                self.args = Some(Box::default());
+            }
+        }
+    }
+
+    /// The sqlx arguments of every value bound.
+    fn arguments(&mut self) -> Result<PgArguments, sqlx::Error> {
+        arguments(&self.params, &self.encoders, self.args.take())
     }
 
     /// Reads through the cache when the statement can be cached, else straight from the
@@ -185,28 +333,42 @@ impl<'c, 'q, C: Codec> Bound<'c, 'q, C> {
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
         R: FnOnce(Vec<PgRow>) -> Result<T, sqlx::Error>,
     {
-        if let Some(e) = self.bind_error {
+        let mut this = self;
+        if let Some(e) = this.bind_error.take() {
             return Err(LoadError::Loader(sqlx::Error::Encode(e)));
         }
-        let (sql, args) = (self.sql, self.args);
+        let sql = this.sql;
         let shape = Shape::cached(sql);
-        let read = match shape.read(op, &self.params) {
+        let read = match shape.read(op, &this.params) {
             Ok(read) => read,
             Err(SqlError::NotCached(NotCached::NotARead | NotCached::Write)) => {
-                let rows = write(&self.via, sql, args, &self.params, executor).await?;
+                let args = this.arguments().map_err(LoadError::Loader)?;
+                let rows = write(&this.via, sql, args, &this.params, executor).await?;
                 return from_rows(rows).map_err(LoadError::Loader);
             }
             Err(why) => {
                 let reason = why.to_string();
-                via_core(&self.via).emit(&Event::NotCached {
+                via_core(&this.via).emit(&Event::NotCached {
                     sql,
                     reason: &reason,
                 });
+                let args = this.arguments().map_err(LoadError::Loader)?;
                 return load(sql, args, executor).await.map_err(LoadError::Loader);
             }
         };
-        let loader = move || load(sql, args, executor);
-        match self.via {
+        let Bound {
+            via,
+            params,
+            encoders,
+            args,
+            ..
+        } = this;
+        // The arguments are built on a miss only.
+        let loader = move || async move {
+            let args = arguments(&params, &encoders, args)?;
+            load(sql, args, executor).await
+        };
+        match via {
             Via::Cache(c) => c.get_or_load(&read, loader).await,
             Via::Scope(s) => s.get_or_load(&read, loader).await,
         }
@@ -531,16 +693,14 @@ impl<'c, 'q, C: Codec> Execute<'c, 'q, C> {
         E: 'e + Executor<'e, Database = Postgres>,
         'q: 'e,
     {
-        let Bound {
-            via,
-            sql,
-            args,
-            params,
-            bind_error,
-        } = self.bound;
-        if let Some(e) = bind_error {
+        let mut bound = self.bound;
+        if let Some(e) = bound.bind_error.take() {
             return Err(LoadError::Loader(sqlx::Error::Encode(e)));
         }
+        let args = bound.arguments().map_err(LoadError::Loader)?;
+        let Bound {
+            via, sql, params, ..
+        } = bound;
         let writes = WriteShape::cached(sql).writes(&params);
         if writes.everything && matches!(via, Via::Scope(_)) {
             return Err(refused(sql));

@@ -323,6 +323,44 @@ fn every_parameter_is_in_the_key_and_missing_ones_are_an_error() {
     ));
 }
 
+#[test]
+fn question_marks_are_positional_parameters_and_jsonb_question_marks_stay_operators() {
+    let p = [Param::from(7), Param::from("ann"), Param::from(10)];
+    expect(
+        "SELECT a.* FROM article a JOIN author b ON a.author_id = b.id \
+         WHERE a.category = ? AND b.name = ? LIMIT ?",
+        &p,
+        &[("article", &["category=i7"]), ("author", &["name=sann"])],
+    );
+    let shape = Shape::parse("SELECT * FROM article WHERE category = ? LIMIT ?");
+    assert!(matches!(
+        shape.read(Op::Fetch, &p[..1]),
+        Err(SqlError::MissingParams { expected: 2, .. })
+    ));
+    // PostgreSQL's `?` (does a jsonb hold a key) parses as the operator it is (a conjunct
+    // the analysis does not understand, dropped: wider).
+    expect(
+        "SELECT * FROM article WHERE tags ? 'x' AND category = $1",
+        &p,
+        &[("article", &["category=i7"])],
+    );
+    // `?` beside `$n` is not one numbering: not cached.
+    assert!(matches!(
+        refused("SELECT * FROM article WHERE category = ? AND id = $1"),
+        NotCached::Parse(_)
+    ));
+    // Writes number them the same way.
+    let w = super::WriteShape::parse("INSERT INTO article (id, category) VALUES (?, ?)")
+        .writes(&p[..2]);
+    assert_eq!(
+        w.rows,
+        vec![(
+            "article".to_string(),
+            vec![crate::row::Row::new().with("id", 7).with("category", "ann")]
+        )]
+    );
+}
+
 mod writes {
     use super::super::{Param, WriteShape, Writes};
     use crate::row::Row;

@@ -23,10 +23,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{self, Expr, SetExpr, Statement, TableObject};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
-use super::analyze::{arg as arg_of, ident as column_name, table_name};
+use super::analyze::{arg as arg_of, ident as column_name, parse, table_name};
 use super::template::{Arg, Param};
 use crate::row::Row;
 
@@ -132,7 +130,7 @@ const AGGREGATES: &[&str] = &[
 impl WriteShape {
     /// Analyses `sql` (PostgreSQL's dialect).
     pub fn parse(sql: &str) -> WriteShape {
-        let (effect, returning) = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        let (effect, returning) = match parse(sql) {
             Ok(statements) if statements.len() == 1 => {
                 let effect = effect_of(&statements[0]);
                 let returning = match effect {
