@@ -300,10 +300,19 @@ fn analyze_statements(mut statements: Vec<Statement>) -> Result<Analysis, NotCac
             parts.push(CondT::Other(field_table(t, &root)));
         }
     }
-    Ok(Analysis {
-        root,
-        cond: CondT::And(parts),
-    })
+    // One flat `AND` (or its one term): binding and describing it per call walks less.
+    let mut flat = Vec::with_capacity(parts.len());
+    for p in parts {
+        match p {
+            CondT::And(inner) => flat.extend(inner),
+            p => flat.push(p),
+        }
+    }
+    let cond = match flat.len() {
+        1 => flat.pop().expect("one term"),
+        _ => CondT::And(flat),
+    };
+    Ok(Analysis { root, cond })
 }
 
 /// `None` for the root table (fields of the read's own table), else the table's name.
