@@ -27,6 +27,8 @@
 //! invalidates every committed write exactly, from any client, with no call at all: with one
 //! running, the writes below may as well be plain `sqlx::query_as` (through the front they
 //! are invalidated twice, which is harmless, and this process sees its own write at once).
+//! `STAMPCACHE_CDC="host=127.0.0.1 user=postgres dbname=test" cargo run --example axum_api
+//! --features sqlx,postgres-cdc` starts one in this process (see `main`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -223,6 +225,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .prefix("axum-example:")
         .build_async()?;
     create_table(&db).await?;
+    // Built with `--features sqlx,postgres-cdc` and `STAMPCACHE_CDC` set to a libpq
+    // connection string (a server with `wal_level = logical`), a change-stream consumer
+    // invalidates every committed write to the table too, from any client (`psql`, another
+    // service), as long as this process runs.
+    #[cfg(feature = "postgres-cdc")]
+    let _consumer = match std::env::var("STAMPCACHE_CDC") {
+        Ok(conninfo) => Some(
+            stampcache::cdc::Consumer::builder(&conninfo)
+                .publication("axum_example")
+                .create_publication(["axum_article"])
+                .slot("axum_example")
+                .create_slot(true)
+                .spawn_async(cache.clone())
+                .await?,
+        ),
+        Err(_) => None,
+    };
     let state = AppState { db, cache };
     let listener = tokio::net::TcpListener::bind(env("BIND", "127.0.0.1:3000")).await?;
     println!("listening on http://{}", listener.local_addr()?);
