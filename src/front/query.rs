@@ -684,7 +684,9 @@ impl<'c, 'q, C: Codec> Execute<'c, 'q, C> {
 
     /// Runs the statement, then invalidates what it may have changed (through a scope: at
     /// the scope's commit). A scope refuses, before running it, a statement whose effects
-    /// cannot be told from its SQL.
+    /// cannot be told from its SQL. Its `RETURNING` rows are not read here (an `UPDATE` or
+    /// `DELETE` invalidates its whole table): for row-granular invalidation, run it with
+    /// `query_as` / `query_scalar` and `RETURNING` (see the module docs).
     pub async fn execute<'e, E>(
         self,
         executor: E,
