@@ -48,6 +48,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! **In a database transaction, write through a scope** (`let scope = cache.atomic()`,
+//! then `scope.commit()` after the transaction's commit): written through the cache, the
+//! rows are invalidated before the transaction commits, and a concurrent reader can cache
+//! the old rows again until their TTL.
+//!
 //! Triggers and cascades write tables the SQL does not name; the change stream
 //! (`postgres-cdc`) sees those too, with exact rows and no call at all. With the change
 //! stream running, writes need no invalidation from the front; through it they are
