@@ -5,6 +5,11 @@
 //! (`REDIS_URL`, or a `redis-server` of its own).
 //!
 //! `cargo bench --bench sql_front --features sqlx`
+//!
+//! `SQL_FRONT_ONLY=front_get:100000` (or `hand_get`, `front_list`, `hand_list`,
+//! `front_count`, `hand_count`) runs only that call, that many times, as tracked local hits,
+//! then exits: for instruction counts, `valgrind --tool=callgrind` one run per variant and
+//! take the difference from a run of `:0` divided by the count.
 
 #![recursion_limit = "256"]
 
@@ -75,7 +80,13 @@ fn main() {
         let pool = pgpool::postgres().await;
         setup(&pool).await;
         let mut report = vec![String::from("\"bench\": \"sql_front\"")];
-        for (tier, local) in [("shared", LocalMode::Off), ("tracked", LocalMode::Tracked)] {
+        let only = std::env::var("SQL_FRONT_ONLY").ok();
+        let tiers: &[(&str, LocalMode)] = if only.is_some() {
+            &[("tracked", LocalMode::Tracked)]
+        } else {
+            &[("shared", LocalMode::Off), ("tracked", LocalMode::Tracked)]
+        };
+        for &(tier, local) in tiers {
             let cache: AsyncCache = Cache::builder()
                 .redis(url.clone())
                 .prefix(format!("benchsql{}:", std::process::id()))
@@ -139,6 +150,21 @@ fn main() {
             ];
             for f in warm {
                 f().await;
+            }
+            if let Some(only) = &only {
+                let (name, n) = only.split_once(':').expect("SQL_FRONT_ONLY=variant:count");
+                let n: usize = n.parse().expect("a count");
+                let names = ["front_get", "hand_get", "front_list", "hand_list", "front_count", "hand_count"];
+                let i = names.iter().position(|v| *v == name).expect("a variant");
+                // Once more each, so a tracked fill refused at first is in the local tier.
+                for f in warm {
+                    f().await;
+                }
+                for _ in 0..n {
+                    warm[i]().await;
+                }
+                println!("{{\"ran\": \"{name}\", \"count\": {n}}}");
+                return;
             }
             let per = if local == LocalMode::Off { 200 } else { 2000 };
             for (op, fs) in [

@@ -1,6 +1,8 @@
-//! A JSON API on axum and PostgreSQL (sqlx) whose reads go through an [`AsyncCache`] on
-//! Redis, with granular invalidation: writing an article invalidates the lists of its
-//! category (old and new, on update) and its own detail, and nothing else.
+//! A JSON API on axum and PostgreSQL (sqlx) whose reads and writes go through the sqlx
+//! front of an [`AsyncCache`] on Redis: every statement is plain SQL with bound values, and
+//! the cache derives from it what a read depends on and what a write changed. Writing an
+//! article invalidates the lists of its category (old and new, on update) and its own
+//! detail, and nothing else.
 //!
 //! - `GET /articles?category=N`: the articles of a category (cached);
 //! - `GET /articles/{id}`: one article, 404 when there is none (cached, misses too);
@@ -8,7 +10,7 @@
 //! - `PUT /articles/{id}` with the same body: replaces one; `DELETE /articles/{id}` (204).
 //!
 //! ```sh
-//! cargo run --example axum_api    # then, in another shell:
+//! cargo run --example axum_api --features sqlx    # then, in another shell:
 //! curl 'http://127.0.0.1:3000/articles?category=1'
 //! curl -H 'Content-Type: application/json' -d '{"category": 1, "title": "Hi"}' \
 //!      http://127.0.0.1:3000/articles
@@ -18,6 +20,15 @@
 //! `REDIS_URL` (default `redis://127.0.0.1:6379/5`), `BIND` (default `127.0.0.1:3000`). The
 //! table `axum_article` is created if missing.
 //! `tests/axum_api.rs` drives [`app`] against PostgreSQL and a private Redis.
+//!
+//! **With the change stream.** Here the writes' own `RETURNING` rows say what changed. A
+//! change-stream consumer (feature `postgres-cdc`: `stampcache::cdc::Consumer`, or the
+//! `stampcache-cdc` binary beside this process, on the same Redis, prefix and version)
+//! invalidates every committed write exactly, from any client, with no call at all: with one
+//! running, the writes below may as well be plain `sqlx::query_as` (through the front they
+//! are invalidated twice, which is harmless, and this process sees its own write at once).
+//! `STAMPCACHE_CDC="host=127.0.0.1 user=postgres dbname=test" cargo run --example axum_api
+//! --features sqlx,postgres-cdc` starts one in this process (see `main`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -26,13 +37,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use stampcache::{AsyncCache, Cache, Cond, LoadError, Read};
+use stampcache::{AsyncCache, Cache, LoadError};
 
-/// The table's name for the cache: reads and writes must use the same one.
-pub const TABLE: &str = "blog.axum_article";
-
-/// A row. Its field names are the ones the conditions use (`id`, `category`): the cache
-/// matches written rows against cached reads by them.
+/// A row. The cache matches written rows against cached reads by column name (`id`,
+/// `category`), taken from the SQL and the rows `RETURNING` gives back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Article {
     /// The primary key.
@@ -60,7 +68,7 @@ struct ListQuery {
 pub struct AppState {
     /// The database.
     pub db: PgPool,
-    /// The cache in front of its reads.
+    /// The cache in front of it.
     pub cache: AsyncCache,
 }
 
@@ -79,23 +87,22 @@ async fn list_articles(
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Article>>> {
-    // Granular: only a written row of this category invalidates the list. `extra` is what
-    // else shapes the result; it is part of the key only.
-    let read = Read::fetch(TABLE)
-        .filter(Cond::eq("category", q.category))
-        .extra("ORDER BY id");
+    // Depends on the rows of this category only (`category = $1`); `ORDER BY` and the
+    // column list are part of the key.
     let sql = "SELECT id, category, title FROM axum_article WHERE category = $1 ORDER BY id";
-    let load = || sqlx::query_as(sql).bind(q.category).fetch_all(&s.db);
-    Ok(Json(s.cache.get_or_load(&read, load).await?))
+    let articles = s
+        .cache
+        .query_as(sql)
+        .bind(q.category)
+        .fetch_all(&s.db)
+        .await?;
+    Ok(Json(articles))
 }
 
 async fn get_article(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<Json<Article>> {
-    // The value is an `Option`, so "no article 42" is cached too: inserting article 42
-    // reports a row with `id = 42`, which invalidates this read.
-    let read = Read::get(TABLE).filter(Cond::eq("id", id));
+    // `fetch_optional` caches "no article 42" too: inserting article 42 invalidates it.
     let sql = "SELECT id, category, title FROM axum_article WHERE id = $1";
-    let load = || sqlx::query_as(sql).bind(id).fetch_optional(&s.db);
-    let article: Option<Article> = s.cache.get_or_load(&read, load).await?;
+    let article: Option<Article> = s.cache.query_as(sql).bind(id).fetch_optional(&s.db).await?;
     article.map(Json).ok_or_else(not_found)
 }
 
@@ -103,16 +110,19 @@ async fn create_article(
     State(s): State<AppState>,
     Json(input): Json<ArticleInput>,
 ) -> ApiResult<(StatusCode, Json<Article>)> {
+    // One statement on the pool: committed on its own, then the returned row (the new
+    // one) is invalidated. A write whose invalidation fails is committed all the same:
+    // the invalidation is queued and replayed before the cache's next call, and the
+    // client gets an error (503 while Redis is unreachable).
     let sql = "INSERT INTO axum_article (category, title) VALUES ($1, $2) \
                RETURNING id, category, title";
-    let article: Article = sqlx::query_as(sql)
+    let article: Article = s
+        .cache
+        .query_as(sql)
         .bind(input.category)
-        .bind(&input.title)
-        .fetch_one(&s.db) // one statement: committed on its own
+        .bind(input.title)
+        .fetch_one(&s.db)
         .await?;
-    // After the commit: invalidated before it, a concurrent reader could cache old data
-    // under the fresh stamps.
-    report(s.cache.on_insert(TABLE, &article).await);
     Ok((StatusCode::CREATED, Json(article)))
 }
 
@@ -121,42 +131,42 @@ async fn update_article(
     Path(id): Path<i64>,
     Json(input): Json<ArticleInput>,
 ) -> ApiResult<Json<Article>> {
-    // The old row matters too: moving an article changes the lists of both categories.
-    // `FOR UPDATE` keeps it from changing between our read and our write.
+    // Moving an article changes the lists of both categories: the `UPDATE` returns the new
+    // row, and its `WHERE` pins the old category (read and locked first), which tells the
+    // front the old row. In a transaction, writes go through a scope, whose invalidations
+    // wait for `scope.commit()`, called after the database's commit (invalidated before
+    // it, a concurrent reader could cache the old row under fresh stamps).
     let mut tx = s.db.begin().await?;
-    let sql = "SELECT id, category, title FROM axum_article WHERE id = $1 FOR UPDATE";
-    let old: Option<Article> = sqlx::query_as(sql)
+    let scope = s.cache.atomic();
+    let sql = "SELECT category FROM axum_article WHERE id = $1 FOR UPDATE";
+    // A locking read is never cached: it runs straight against the database.
+    let old: Option<i64> = scope
+        .query_scalar(sql)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    let old = old.ok_or_else(not_found)?; // dropping `tx` rolls it back
-    let sql = "UPDATE axum_article SET category = $2, title = $3 WHERE id = $1 \
-               RETURNING id, category, title";
-    let new: Article = sqlx::query_as(sql)
+    let old = old.ok_or_else(not_found)?; // dropping `tx` and `scope` rolls both back
+    let sql = "UPDATE axum_article SET category = $2, title = $3 \
+               WHERE id = $1 AND category = $4 RETURNING id, category, title";
+    let new: Article = scope
+        .query_as(sql)
         .bind(id)
         .bind(input.category)
-        .bind(&input.title)
+        .bind(input.title)
+        .bind(old)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    report(s.cache.on_update(TABLE, &old, &new).await);
+    scope.commit().await.map_err(LoadError::Cache)?;
     Ok(Json(new))
 }
 
 async fn delete_article(State(s): State<AppState>, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    // The returned row is the old one: the reads it matched are invalidated.
     let sql = "DELETE FROM axum_article WHERE id = $1 RETURNING id, category, title";
-    let old: Option<Article> = sqlx::query_as(sql).bind(id).fetch_optional(&s.db).await?;
-    report(s.cache.on_delete(TABLE, &old.ok_or_else(not_found)?).await);
+    let old: Option<Article> = s.cache.query_as(sql).bind(id).fetch_optional(&s.db).await?;
+    old.ok_or_else(not_found)?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The write is committed when its invalidation fails, so it is not an error for the
-/// client. If Redis was the problem, the cache has queued the invalidation and sends it
-/// before its next read: nothing stale is served.
-fn report(invalidated: Result<(), stampcache::Error>) {
-    if let Err(e) = invalidated {
-        eprintln!("invalidation failed (queued for replay): {e}");
-    }
 }
 
 /// An error answer: a status and a message.
@@ -215,6 +225,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .prefix("axum-example:")
         .build_async()?;
     create_table(&db).await?;
+    // Built with `--features sqlx,postgres-cdc` and `STAMPCACHE_CDC` set to a libpq
+    // connection string (a server with `wal_level = logical`), a change-stream consumer
+    // invalidates every committed write to the table too, from any client (`psql`, another
+    // service), as long as this process runs.
+    #[cfg(feature = "postgres-cdc")]
+    let _consumer = match std::env::var("STAMPCACHE_CDC") {
+        Ok(conninfo) => Some(
+            stampcache::cdc::Consumer::builder(&conninfo)
+                .publication("axum_example")
+                .create_publication(["axum_article"])
+                .slot("axum_example")
+                .create_slot(true)
+                .spawn_async(cache.clone())
+                .await?,
+        ),
+        Err(_) => None,
+    };
     let state = AppState { db, cache };
     let listener = tokio::net::TcpListener::bind(env("BIND", "127.0.0.1:3000")).await?;
     println!("listening on http://{}", listener.local_addr()?);

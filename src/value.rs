@@ -237,20 +237,31 @@ pub(crate) fn push_int(v: i128, out: &mut String) {
     if v < 0 {
         out.push('-');
     }
-    let mut n = v.unsigned_abs();
     let mut buf = [0u8; 40];
     let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+    // 64-bit division where the value fits (i128's is a library call per digit).
+    match u64::try_from(v.unsigned_abs()) {
+        Ok(mut n) => loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut n = v.unsigned_abs();
+            loop {
+                at -= 1;
+                buf[at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
         }
     }
-    for &d in &buf[at..] {
-        out.push(d as char);
-    }
+    out.push_str(std::str::from_utf8(&buf[at..]).expect("ASCII digits"));
 }
 
 /// The integer a float equals, if it is integral and exactly representable.

@@ -1,4 +1,5 @@
-//! The axum example (`examples/axum_api.rs`) end to end: its router, driven in process with
+//! The axum example (`examples/axum_api.rs`, reads and writes through the sqlx front, no
+//! hand-described read or hand-reported write) end to end: its router, driven in process with
 //! `tower::ServiceExt::oneshot` (no server, no HTTP client), over the local PostgreSQL and a
 //! `redis-server` of this test binary's own (`tests/common`).
 //!

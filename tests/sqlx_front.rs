@@ -277,6 +277,52 @@ async fn reads_described_by_sql_are_cached_and_invalidated_granularly() {
         ..new.clone()
     };
 
+    // A write's RETURNING rows are its images: a DELETE kills what its old row matched.
+    let before = c.loads();
+    let gone: Option<Article> = c
+        .cache
+        .query_as(&format!(
+            "DELETE FROM {t} WHERE id = $1 RETURNING id, category, author_id, title"
+        ))
+        .bind(5_i64)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+    assert_eq!(gone.map(|a| a.category), Some(2));
+    assert_eq!(fetch_list(2).await.len(), 2, "category 2 sees the delete");
+    assert_eq!(fetch_list(1).await[0].title, "eins");
+    assert_eq!(c.loads(), before + 1, "category 1 stayed cached");
+    // An UPDATE that pins the column it assigns: old and new rows, both categories only.
+    let moved: Article = c
+        .cache
+        .query_as(&format!(
+            "UPDATE {t} SET category = $2 WHERE id = $1 AND category = $3 RETURNING *"
+        ))
+        .bind(4_i64)
+        .bind(3_i64)
+        .bind(2_i64)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(moved.category, 3);
+    assert_eq!(fetch_list(2).await.len(), 1, "category 2 lost the row");
+    assert_eq!(fetch_list(3).await.len(), 1, "category 3 gained it");
+    assert_eq!(fetch_list(1).await[0].title, "eins");
+    assert_eq!(c.loads(), before + 3, "category 1 stayed cached");
+    // Without the pin the old category is unknown: the whole table.
+    let _: Article = c
+        .cache
+        .query_as(&format!(
+            "UPDATE {t} SET category = $2 WHERE id = $1 RETURNING *"
+        ))
+        .bind(4_i64)
+        .bind(2_i64)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(fetch_list(1).await[0].title, "eins");
+    assert_eq!(c.loads(), before + 4, "category 1 reloaded too");
+
     // Inside a transaction's scope: its own write is seen at once.
     let scope = c.cache.atomic();
     let newer = Article {
@@ -297,6 +343,36 @@ async fn reads_described_by_sql_are_cached_and_invalidated_granularly() {
         "a table the scope wrote is read afresh"
     );
     scope.rollback();
+
+    // Values sqlx encodes at bind (an array, an Option) beside values it encodes only on a
+    // miss, in either order: the database gets each as bound.
+    let ids = format!(
+        "SELECT id, category, author_id, title FROM {t} WHERE category = $1 AND id = ANY($2) ORDER BY id"
+    );
+    let by_ids: Vec<Article> = c
+        .cache
+        .query_as(&ids)
+        .bind(2_i64)
+        .bind(vec![3_i64, 4, 5])
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(by_ids.iter().map(|r| r.id).collect::<Vec<_>>(), [3, 4]);
+    let ids = format!(
+        "SELECT id, category, author_id, title FROM {t} WHERE id = ANY($1) AND category = $2 \
+         AND title IS DISTINCT FROM $3 AND $4 ORDER BY id"
+    );
+    let by_ids: Vec<Article> = c
+        .cache
+        .query_as(&ids)
+        .bind(vec![1_i64, 3])
+        .bind(Some(1_i64))
+        .bind(None::<String>)
+        .bind(true)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(by_ids.iter().map(|r| r.id).collect::<Vec<_>>(), [1]);
 
     for stmt in [format!("DROP TABLE {t}"), format!("DROP TABLE {a}")] {
         sqlx::query(&stmt).execute(&pool).await.unwrap();

@@ -201,9 +201,38 @@ impl ast::Visitor for Relations {
     }
 }
 
+/// Parses `sql` in PostgreSQL's dialect. SQL that does not parse and has `?` in it is
+/// parsed again with each `?` as the next positional parameter (`$1`, `$2`, … in the order
+/// they are written: SQLite's and MySQL's placeholders). PostgreSQL's own `?` (a `jsonb`
+/// operator) parses the first time, and stays an operator.
+pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>, sqlparser::parser::ParserError> {
+    let dialect = PostgreSqlDialect {};
+    let first = Parser::parse_sql(&dialect, sql);
+    if first.is_ok() || !sql.contains('?') {
+        return first;
+    }
+    let mut n = 0;
+    let mut tokens = Vec::new();
+    let tokenized = sqlparser::tokenizer::Tokenizer::new(&dialect, sql)
+        .tokenize_with_location_into_buf_with_mapper(&mut tokens, |mut t| {
+            if t.token == sqlparser::tokenizer::Token::Question {
+                n += 1;
+                t.token = sqlparser::tokenizer::Token::Placeholder(format!("${n}"));
+            }
+            t
+        });
+    if tokenized.is_err() || sql.contains('$') {
+        return first; // `?` beside `$n`: not one numbering
+    }
+    Parser::new(&dialect)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .or(first)
+}
+
 /// Analyses one statement (PostgreSQL's dialect); also says the highest `$n` it uses.
 pub(crate) fn analyze(sql: &str) -> (Result<Analysis, NotCached>, usize) {
-    let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+    let statements = match parse(sql) {
         Ok(s) => s,
         Err(e) => return (Err(NotCached::Parse(e.to_string())), 0),
     };
@@ -271,10 +300,19 @@ fn analyze_statements(mut statements: Vec<Statement>) -> Result<Analysis, NotCac
             parts.push(CondT::Other(field_table(t, &root)));
         }
     }
-    Ok(Analysis {
-        root,
-        cond: CondT::And(parts),
-    })
+    // One flat `AND` (or its one term): binding and describing it per call walks less.
+    let mut flat = Vec::with_capacity(parts.len());
+    for p in parts {
+        match p {
+            CondT::And(inner) => flat.extend(inner),
+            p => flat.push(p),
+        }
+    }
+    let cond = match flat.len() {
+        1 => flat.pop().expect("one term"),
+        _ => CondT::And(flat),
+    };
+    Ok(Analysis { root, cond })
 }
 
 /// `None` for the root table (fields of the read's own table), else the table's name.

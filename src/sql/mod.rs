@@ -23,8 +23,12 @@
 //! CTE) are not cached ([`NotCached`]), nor are reads calling a function other than the
 //! built-ins known to read only their arguments (a user function may read any table).
 //!
-//! **A view is a table here**: the analysis cannot see what a view reads. Report writes to
-//! its base tables under the view's name too, or do not read views through this front.
+//! **A hole: views.** A view is a table here: the analysis cannot see what a view reads,
+//! and nothing ever writes to a view's name: the change stream (`postgres-cdc`) reports
+//! writes to its base tables only, and a write through the front names the base table. A
+//! read of a view is invalidated only by what is reported under the view's name. Do not
+//! read views through this front, or report (`invalidate_model`) the view's name yourself
+//! whenever its base tables change. Materialized views likewise change only on `REFRESH`.
 //!
 //! Table names are the cache's names: `table` for PostgreSQL's `public` schema (or an
 //! unqualified name), `schema.table` otherwise, the names the change stream
@@ -43,7 +47,7 @@ use crate::profile::Op;
 use crate::read::Read;
 use analyze::Analysis;
 pub use template::Param;
-pub use write::{WriteShape, Writes};
+pub use write::{Returning, WriteShape, Writes};
 
 /// Why a statement is not cached (it runs against the database every time).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -323,6 +323,44 @@ fn every_parameter_is_in_the_key_and_missing_ones_are_an_error() {
     ));
 }
 
+#[test]
+fn question_marks_are_positional_parameters_and_jsonb_question_marks_stay_operators() {
+    let p = [Param::from(7), Param::from("ann"), Param::from(10)];
+    expect(
+        "SELECT a.* FROM article a JOIN author b ON a.author_id = b.id \
+         WHERE a.category = ? AND b.name = ? LIMIT ?",
+        &p,
+        &[("article", &["category=i7"]), ("author", &["name=sann"])],
+    );
+    let shape = Shape::parse("SELECT * FROM article WHERE category = ? LIMIT ?");
+    assert!(matches!(
+        shape.read(Op::Fetch, &p[..1]),
+        Err(SqlError::MissingParams { expected: 2, .. })
+    ));
+    // PostgreSQL's `?` (does a jsonb hold a key) parses as the operator it is (a conjunct
+    // the analysis does not understand, dropped: wider).
+    expect(
+        "SELECT * FROM article WHERE tags ? 'x' AND category = $1",
+        &p,
+        &[("article", &["category=i7"])],
+    );
+    // `?` beside `$n` is not one numbering: not cached.
+    assert!(matches!(
+        refused("SELECT * FROM article WHERE category = ? AND id = $1"),
+        NotCached::Parse(_)
+    ));
+    // Writes number them the same way.
+    let w = super::WriteShape::parse("INSERT INTO article (id, category) VALUES (?, ?)")
+        .writes(&p[..2]);
+    assert_eq!(
+        w.rows,
+        vec![(
+            "article".to_string(),
+            vec![crate::row::Row::new().with("id", 7).with("category", "ann")]
+        )]
+    );
+}
+
 mod writes {
     use super::super::{Param, WriteShape, Writes};
     use crate::row::Row;
@@ -417,6 +455,99 @@ mod writes {
             "not sql at all",
         ] {
             assert!(writes(sql, &[]).everything, "{sql}");
+        }
+    }
+
+    mod returning {
+        use super::super::super::{Param, Returning, WriteShape};
+        use crate::row::Row;
+
+        fn returning(sql: &str) -> Option<Returning> {
+            WriteShape::parse(sql).returning().cloned()
+        }
+
+        fn cols(cs: &[Option<&str>]) -> Option<Vec<Option<String>>> {
+            Some(cs.iter().map(|c| c.map(String::from)).collect())
+        }
+
+        /// The images one returned row stands for.
+        fn images(r: &Returning, returned: Row, params: &[Param]) -> Vec<Row> {
+            let mut out = Vec::new();
+            r.images_of(returned, params, &mut out);
+            out
+        }
+
+        #[test]
+        fn returned_rows_are_images_of_single_table_writes() {
+            let r = returning(
+                "INSERT INTO article (category, title) SELECT c, t FROM draft RETURNING id, a.category AS cat, lower(title) AS title",
+            )
+            .unwrap();
+            // `a` is not the table: an expression, like `lower(title)`.
+            assert_eq!(r.table(), "article");
+            assert_eq!(
+                r.columns().map(<[_]>::to_vec),
+                cols(&[Some("id"), None, None])
+            );
+            let new = Row::new().with("id", 1).with("category", 2);
+            assert_eq!(images(&r, new.clone(), &[]), vec![new.clone()]);
+
+            let r = returning("DELETE FROM blog.article a WHERE id = $1 RETURNING a.*").unwrap();
+            assert_eq!((r.table(), r.columns()), ("blog.article", None));
+            assert_eq!(images(&r, new.clone(), &[]), vec![new.clone()]);
+
+            let r =
+                returning("INSERT INTO article (id) VALUES (1) ON CONFLICT DO NOTHING RETURNING *")
+                    .unwrap();
+            assert_eq!(r.columns(), None);
+        }
+
+        #[test]
+        fn an_updated_row_is_old_without_what_set_assigns_but_what_where_pins() {
+            let r = returning(
+                "UPDATE article AS a SET (title, category) = ($2, $3), score = 1 \
+                 WHERE a.id = $1 AND (category = $4 AND 'x' = title) RETURNING a.id, Category, title, score",
+            )
+            .unwrap();
+            assert_eq!(
+                r.columns().map(<[_]>::to_vec),
+                cols(&[Some("id"), Some("category"), Some("title"), Some("score")])
+            );
+            let new = Row::new()
+                .with("id", 1)
+                .with("category", 5)
+                .with("title", "y")
+                .with("score", 1);
+            let params = [1, 0, 5, 4].map(Param::from);
+            let old = Row::new()
+                .with("id", 1)
+                .with("category", 4)
+                .with("title", "x");
+            assert_eq!(images(&r, new.clone(), &params), vec![old, new.clone()]);
+            // Under OR nothing is pinned: assigned columns are unknown in the old row.
+            let r = returning(
+                "UPDATE article SET category = $2 WHERE id = $1 OR category = $3 RETURNING *",
+            )
+            .unwrap();
+            let old = Row::new().with("id", 1).with("title", "y").with("score", 1);
+            assert_eq!(images(&r, new.clone(), &params), vec![old, new]);
+        }
+
+        #[test]
+        fn returned_rows_that_may_not_be_every_change_are_not_used() {
+            for sql in [
+                "DELETE FROM article WHERE id = 1",
+                "DELETE FROM article USING author WHERE article.author_id = author.id RETURNING article.id",
+                "UPDATE article SET title = 'x' FROM author WHERE author.id = 1 RETURNING article.id",
+                "INSERT INTO article (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET title = 'y' RETURNING *",
+                "WITH gone AS (DELETE FROM draft RETURNING id) INSERT INTO article (id) SELECT id FROM gone RETURNING id",
+                "INSERT INTO article (id, title) VALUES (1, archive(2)) RETURNING id",
+                "DELETE FROM article RETURNING *, id",
+                "TRUNCATE article",
+                "SELECT id FROM article",
+            ] {
+                assert_eq!(returning(sql), None, "{sql}");
+            }
         }
     }
 }
