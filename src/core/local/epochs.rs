@@ -92,7 +92,8 @@ impl Epochs {
                     map.entry(key.clone()).or_insert(Slot {
                         key,
                         users: 0,
-                        watchers: Vec::new(),
+                        // Most slots are one entry's (a conjunction of a unique field).
+                        watchers: Vec::with_capacity(1),
                     })
                 }
             };

@@ -77,11 +77,11 @@ impl Striped {
 }
 
 /// Heap bytes of one entry besides what [`LocalTier::finish_fill`] counts itself (the
-/// value's `Arc` and bytes, the entry's own allocation, its snapshot's keys, the plan and
-/// checksum kept for confirmations): moka's node, its queues' and expiry wheel's links and
-/// its map's share, measured with `benches/local_memory.rs` (a bare moka entry of an
-/// `Arc<Vec<u8>>` costs about this much above the `Arc` and its bytes).
-const MAP_NODE: usize = 250;
+/// value's `Arc` and bytes, the entry's own allocation, its snapshot's keys, the checksum
+/// kept for confirmations): moka's node, its queues' and expiry wheel's links and its map's
+/// share. Calibrated with `benches/local_memory.rs` (2026-12-05: the weigher's total within
+/// 10% of the heap a counting allocator measured for 20,000 entries of 200 B values).
+const MAP_NODE: usize = 150;
 
 /// Heap bytes per stamp key of an entry besides the key's text: the snapshot's reference,
 /// a flag in the slot's list, the slot and its share of the epoch map (a slot is often one
