@@ -10,6 +10,10 @@
 //! (ours / bare). Prints readable lines, then one JSON object.
 //!
 //! `cargo bench --bench async_hits` (REDIS_URL to use a server that may be written to).
+//!
+//! For a profiler: `ASYNC_HITS_PROFILE=<mode>:<tasks>:<seconds>` (mode `shared`, `prepared`,
+//! `tracked`, `bare_get` or `bare_mget3`) runs that one mode only, after the same set-up,
+//! e.g. `ASYNC_HITS_PROFILE=shared:64:10 perf record -g target/release/deps/async_hits-*`.
 
 mod common;
 
@@ -350,6 +354,27 @@ fn main() {
         setup.run(&rt, m, 8); // connections up, scripts and plans warm
     }
     MISSES.store(0, Ordering::Relaxed);
+
+    if let Ok(spec) = std::env::var("ASYNC_HITS_PROFILE") {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let mode = MODES
+            .into_iter()
+            .find(|m| m.name() == parts[0])
+            .expect("ASYNC_HITS_PROFILE=<mode>:<tasks>:<seconds>");
+        let n: usize = parts.get(1).and_then(|p| p.parse().ok()).unwrap_or(64);
+        let secs: u64 = parts.get(2).and_then(|p| p.parse().ok()).unwrap_or(10);
+        let end = Instant::now() + Duration::from_secs(secs);
+        let mut rates = Vec::new();
+        while Instant::now() < end {
+            rates.push(setup.run(&rt, mode, n).0);
+        }
+        println!(
+            "{} at {n} tasks: {:.0} ops/s (median)",
+            mode.name(),
+            median(rates)
+        );
+        return;
+    }
 
     println!(
         "async hits: {KEYS} keys of {value_bytes} B, {workers} tokio workers, \

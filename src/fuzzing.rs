@@ -48,7 +48,7 @@ pub fn redis_hit_or_stale(
 /// The prepare script's reply through the token check: the token's text, or a protocol
 /// error.
 pub fn redis_token(reply: redis::Value) -> Result<String, Error> {
-    reply::parse_token(reply).map(|t| t.0)
+    reply::parse_token(reply).map(|t| t.0.as_str().to_owned())
 }
 
 /// A reply converted (with the store's error wrapping) to each type the store reads

@@ -347,7 +347,11 @@ impl Deps {
 /// (memoised in it, `read::KeyMemo`), in a reused buffer.
 pub(crate) fn plan_key(read: &Read, profile: &Profile) -> u128 {
     // Memoised in the read: a `Read` used again costs one load.
-    *read.memo.0[usize::from(profile.db_agnostic)].get_or_init(|| describe_key(read, profile))
+    let [hi, lo] = *read.memo.0[usize::from(profile.db_agnostic)].get_or_init(|| {
+        let k = describe_key(read, profile);
+        [(k >> 64) as u64, k as u64]
+    });
+    (u128::from(hi) << 64) | u128::from(lo)
 }
 
 /// The plan key computed: the read's description, hashed.

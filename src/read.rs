@@ -36,10 +36,20 @@ pub struct Read {
 
 /// A read's plan keys once computed, so a `Read` used again is not described and hashed
 /// again: one slot per value of the profile's `db_agnostic` (the only part of a profile the
-/// key depends on). Every builder method starts a new memo; a memo never takes part in
-/// equality.
+/// key depends on). The second field is the plan the first cache to plan this read made,
+/// with that cache's id (`core::Planned`, a pure function of the read and the cache's
+/// configuration), so a shared-tier read used again skips the cache's plan memo. Every
+/// builder method starts a new memo; a memo never takes part in equality.
 #[derive(Clone, Default)]
-pub(crate) struct KeyMemo(pub(crate) [std::sync::OnceLock<u128>; 2]);
+pub(crate) struct KeyMemo(
+    /// The keys as two halves (8-byte aligned: a `Read` stays small).
+    pub(crate) [std::sync::OnceLock<[u64; 2]>; 2],
+    pub(crate) PlanSlot,
+);
+
+/// See [`KeyMemo`]: a cache's id and its plan of the read (boxed: a `Read` stays small).
+pub(crate) type PlanSlot =
+    std::sync::OnceLock<Box<(u64, std::sync::Arc<dyn std::any::Any + Send + Sync>)>>;
 
 impl PartialEq for KeyMemo {
     fn eq(&self, _: &KeyMemo) -> bool {

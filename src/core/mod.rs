@@ -38,7 +38,7 @@ use crate::event::{Event, Listener, Outcome, Target};
 use crate::plan::{entry_key_hash, plan_key, Plan, Planner};
 use crate::profile::{LocalMode, Profile};
 use crate::read::{Dep, Read};
-use crate::store::Store;
+use crate::store::{Store, Sum};
 use crate::sync::{AtomicU64, Ordering};
 use flight::Flights;
 use local::tracking::Channel;
@@ -88,6 +88,8 @@ pub(crate) struct Setup {
 
 /// Shared state of all handles of one cache. Private: handles go through `Core`'s methods.
 struct Shared {
+    /// Unique in the process: which cache a read's plan memo (`read::KeyMemo`) belongs to.
+    id: u64,
     store: Store,
     planner: Planner,
     enabled: bool,
@@ -102,7 +104,7 @@ struct Shared {
     channel: Option<Arc<Channel>>,
     default_local: LocalMode,
     /// Misses being loaded in this process, by entry and stamps.
-    flights: Flights<(String, String), Arc<dyn Any + Send + Sync>>,
+    flights: Flights<(String, Sum), Arc<dyn Any + Send + Sync>>,
     flight_timeout: Duration,
     retry_failed: bool,
     type_mismatch_fails: bool,
@@ -249,7 +251,9 @@ impl<C: Codec> Core<C> {
                 .build_with_hasher(local::KeyHash::default())
         });
         let replayer = replayer::State::new(setup.replay_backoff, setup.flush_on_drop);
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let shared = Arc::new(Shared {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             store: setup.store,
             planner: setup.planner,
             enabled: setup.enabled,
@@ -363,11 +367,24 @@ impl<C: Codec> Core<C> {
         let (Some(plans), Some(key)) = (&self.shared.plans, key) else {
             return build();
         };
-        if let Some(planned) = plans.get(&key) {
-            return planned;
+        // The read's own memo first (one load), then this cache's.
+        let slot = &read.memo.1;
+        if let Some((id, planned)) = slot.get().map(|b| &**b) {
+            if *id == self.shared.id {
+                if let Ok(planned) = planned.clone().downcast::<Planned>() {
+                    return planned;
+                }
+            }
         }
-        let planned = build();
-        plans.insert(key, planned.clone());
+        let planned = match plans.get(&key) {
+            Some(planned) => planned,
+            None => {
+                let planned = build();
+                plans.insert(key, planned.clone());
+                planned
+            }
+        };
+        let _ = slot.set(Box::new((self.shared.id, planned.clone())));
         planned
     }
 
@@ -554,6 +571,11 @@ impl<C: Codec> Core<C> {
             .local
             .as_ref()
             .map_or((0, 0), |l| (l.len(), l.epoch_slots()))
+    }
+
+    /// The local tier's weight in bytes, as its weigher counts it (memory checks).
+    pub fn local_weight(&self) -> u64 {
+        self.shared.local.as_ref().map_or(0, LocalTier::weight)
     }
 
     /// The Redis client id of the push connection (0 when none).

@@ -28,11 +28,11 @@ use crate::event::{Outcome, Target};
 use crate::plan::{plan_key, Plan};
 use crate::profile::{LocalMode, Profile};
 use crate::read::Read;
-use crate::store::{Fetch, Token};
+use crate::store::{Fetch, Sum, Token};
 use crate::typed;
 
 /// The leader guard of a flight of this cache.
-type FlightLeader = Leader<(String, String), Arc<dyn std::any::Any + Send + Sync>>;
+type FlightLeader = Leader<(String, Sum), Arc<dyn std::any::Any + Send + Sync>>;
 
 /// Where a read's answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +161,8 @@ impl LocalFill<'_> {
                 value.clone(),
                 token,
                 snapshot,
-                p.plan.clone(),
+                &p.plan,
+                p.local,
                 weight,
             );
         }
@@ -316,11 +317,10 @@ impl<C: Codec> Core<C> {
         let Some(tier) = self.shared.local.as_ref() else {
             return Ok(Confirmed::Miss);
         };
-        let stamps = &entry.plan().stamps;
-        match self
-            .call("confirm", |s| s.confirm(stamps, entry.token()))
-            .await?
-        {
+        let Some((stamps, token)) = entry.to_confirm() else {
+            return Ok(Confirmed::Miss);
+        };
+        match self.call("confirm", |s| s.confirm(stamps, token)).await? {
             Some(valid) => {
                 tier.confirmed(key, entry, valid);
                 if valid {
@@ -383,11 +383,7 @@ impl<C: Codec> Core<C> {
                 return self.load_alone(target, loader).await;
             }
             // One loader per entry and stamps in this process (see flight.rs).
-            let leader = match self
-                .shared
-                .flights
-                .join((plan.entry.clone(), token.0.clone()))
-            {
+            let leader = match self.shared.flights.join((plan.entry.clone(), token.0)) {
                 Join::Leader(leader) => leader,
                 Join::Follower(flight) => match self.wait_flight(&flight).await {
                     Waited::Done(v) => match v.downcast::<T>() {
@@ -449,7 +445,7 @@ impl<C: Codec> Core<C> {
         let Join::Leader(leader) = self
             .shared
             .flights
-            .join((plan.entry.clone(), String::from("stale")))
+            .join((plan.entry.clone(), Sum::marker("stale")))
         else {
             return serve_stale(stale);
         };

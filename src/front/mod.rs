@@ -434,6 +434,13 @@ macro_rules! cache_handle {
                 self.core.local_sizes()
             }
 
+            /// The local tier's weight in bytes as its weigher counts it, for checks of the
+            /// weigher against measured heap.
+            #[doc(hidden)]
+            pub fn local_weight(&self) -> u64 {
+                self.core.local_weight()
+            }
+
             /// The Redis client id of the tracked tier's push connection (0 when none), so
             /// tests can kill it.
             #[doc(hidden)]

@@ -10,7 +10,7 @@ use moka::sync::Cache as Moka;
 
 use super::{
     later, merge_widening, was_valid_before_deaths, EncodedRow, Fetch, HitBytes, Plan,
-    RowsInvalidated, Token,
+    RowsInvalidated, Sum, Token,
 };
 use crate::error::Error;
 use crate::keys::{hash_hex, TableKeys};
@@ -18,7 +18,7 @@ use crate::sync::{AtomicU64, Mutex, Ordering};
 
 /// One stored value: the checksum it was stored with (empty for simple keys) and the bytes.
 struct Stored {
-    token: String,
+    token: Sum,
     payload: Arc<[u8]>,
     expires: Instant,
 }
@@ -118,7 +118,7 @@ impl EmbeddedStore {
             entries: Moka::builder()
                 .max_capacity(capacity_bytes)
                 .weigher(|k: &String, v: &Arc<Stored>| {
-                    weight(k, &v.token, v.payload.len()).min(u32::MAX as u64) as u32
+                    weight(k, v.token.as_str(), v.payload.len()).min(u32::MAX as u64) as u32
                 })
                 .expire_after(ByDeadline)
                 .build(),
@@ -180,7 +180,7 @@ impl EmbeddedStore {
             if self.current(&stamps, plan, now).as_deref() == Some(e.token.as_str()) {
                 return Ok(Fetch::Hit(
                     HitBytes::Shared(e.payload.clone()),
-                    Token(e.token.clone(), 0),
+                    Token(e.token, 0),
                 ));
             }
             if plan.stale.is_some() {
@@ -197,7 +197,7 @@ impl EmbeddedStore {
                             .map(|(v, _)| *v)
                     })
                     .collect();
-                let matches = |values: &[u64]| Self::checksum(values) == e.token;
+                let matches = |values: &[u64]| Self::checksum(values) == e.token.as_str();
                 if was_valid_before_deaths(matches, &current, &dead) {
                     return Ok(Fetch::Stale(HitBytes::Shared(e.payload.clone())));
                 }
@@ -235,14 +235,16 @@ impl EmbeddedStore {
                 register(set, &set_plan.schemes, until);
             }
         }
-        Ok(Fetch::Miss(Token(Self::checksum(&values), self.clock(now))))
+        let sum = Self::checksum(&values);
+        let sum = Sum::new(sum.as_bytes()).unwrap_or_default();
+        Ok(Fetch::Miss(Token(sum, self.clock(now))))
     }
 
     pub fn store(&self, plan: &Plan, token: &Token, payload: &[u8]) -> Result<bool, Error> {
         let now = Instant::now();
         let mut stamps = self.stamps.lock();
-        if self.current(&stamps, plan, now).as_ref() != Some(&token.0)
-            || !self.fits(&plan.entry, &token.0, payload.len())
+        if self.current(&stamps, plan, now).as_deref() != Some(token.0.as_str())
+            || !self.fits(&plan.entry, token.0.as_str(), payload.len())
         {
             return Ok(false);
         }
@@ -267,7 +269,7 @@ impl EmbeddedStore {
         self.entries.insert(
             plan.entry.clone(),
             Arc::new(Stored {
-                token: token.0.clone(),
+                token: token.0,
                 payload: Arc::from(payload),
                 expires: later(now, plan.ttl),
             }),
@@ -275,7 +277,7 @@ impl EmbeddedStore {
         Ok(true)
     }
 
-    pub fn confirm(&self, stamps_keys: &[String], token: &Token) -> Result<bool, Error> {
+    pub fn confirm(&self, stamps_keys: &[Arc<str>], token: &Token) -> Result<bool, Error> {
         let now = Instant::now();
         let stamps = self.stamps.lock();
         let mut values = Vec::with_capacity(stamps_keys.len());
@@ -285,7 +287,7 @@ impl EmbeddedStore {
                 None => return Ok(false),
             }
         }
-        Ok(Self::checksum(&values) == token.0)
+        Ok(Self::checksum(&values) == token.0.as_str())
     }
 
     pub fn invalidate_rows(
@@ -395,7 +397,7 @@ impl EmbeddedStore {
         self.entries.insert(
             key.to_owned(),
             Arc::new(Stored {
-                token: String::new(),
+                token: Sum::default(),
                 payload: Arc::from(value),
                 expires: later(Instant::now(), ttl),
             }),

@@ -24,7 +24,59 @@ pub(crate) use crate::plan::Plan;
 /// stored again). `STORE` refuses a token older than the scheme lifetime: only until then
 /// is it sure that no invalidation dropped the schemes its entry depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Token(pub String, pub u64);
+pub(crate) struct Token(pub Sum, pub u64);
+
+/// A checksum of stamps, held inline (at most 40 ASCII bytes: SHA-1 hex on Redis, 32 hex
+/// digits embedded), so taking one from a hit allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Sum {
+    len: u8,
+    bytes: [u8; 40],
+}
+
+impl Sum {
+    /// `b` as a checksum: `None` if longer than 40 bytes or not ASCII.
+    pub fn new(b: &[u8]) -> Option<Sum> {
+        if b.len() > 40 || !b.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 40];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(Sum {
+            len: b.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// A marker that is no checksum (non-hex), for flights that are not keyed by stamps.
+    pub fn marker(name: &str) -> Sum {
+        Sum::new(name.as_bytes()).unwrap_or_default()
+    }
+
+    pub fn as_str(&self) -> &str {
+        // ASCII by construction.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+impl Default for Sum {
+    fn default() -> Sum {
+        Sum {
+            len: 0,
+            bytes: [0; 40],
+        }
+    }
+}
+
+impl std::fmt::Debug for Sum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
 
 /// Bytes of a hit, owned (from Redis, payload after a header) or shared (embedded).
 #[derive(Debug)]
@@ -171,7 +223,11 @@ impl Store {
         each_store!(self, s => s.store(plan, token, payload))
     }
     /// Whether the stamps still match `token` (a local entry's confirmation).
-    pub async fn confirm(&self, stamps: &[String], token: &Token) -> Result<bool, Error> {
+    pub async fn confirm(
+        &self,
+        stamps: &[std::sync::Arc<str>],
+        token: &Token,
+    ) -> Result<bool, Error> {
         each_store!(self, s => s.confirm(stamps, token))
     }
     /// Deletes the stamps of every conjunction the rows match, per table, in one call.

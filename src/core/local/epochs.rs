@@ -17,9 +17,15 @@ use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 /// A snapshot's flag: set when a stamp it depends on changed (or when it is dropped).
 type Flag = Arc<AtomicBool>;
 
+/// A stamp key, held once by its slot and referenced by every snapshot using it (std's
+/// `Arc`: its count is no part of the models).
+pub(crate) type Key = std::sync::Arc<str>;
+
 /// One stamp key's slot.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Slot {
+    /// The key (the map's, shared with the snapshots).
+    key: Key,
     /// Snapshots holding this key.
     users: usize,
     /// The flags to set when the key changes. A bump takes them all (they are dead for
@@ -39,7 +45,7 @@ impl Slot {
 
 #[derive(Debug)]
 struct Table {
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<HashMap<Key, Slot>>,
     generation: AtomicU64,
     /// Pushes reach this process (always, without a push channel).
     up: AtomicBool,
@@ -64,7 +70,7 @@ pub(crate) struct Epochs(Arc<Table>);
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     table: Arc<Table>,
-    keys: Vec<String>,
+    keys: Box<[Key]>,
     dead: Flag,
     generation: u64,
 }
@@ -76,19 +82,29 @@ impl Epochs {
         let t = &self.0;
         let generation = t.generation.load(Ordering::SeqCst);
         let dead: Flag = Arc::new(AtomicBool::new(false));
+        let mut held = Vec::with_capacity(keys.len());
         let mut map = t.slots.lock();
         for k in keys {
             let slot = match map.get_mut(k.as_str()) {
                 Some(slot) => slot,
-                None => map.entry(k.clone()).or_default(),
+                None => {
+                    let key: Key = k.as_str().into();
+                    map.entry(key.clone()).or_insert(Slot {
+                        key,
+                        users: 0,
+                        // Most slots are one entry's (a conjunction of a unique field).
+                        watchers: Vec::with_capacity(1),
+                    })
+                }
             };
             slot.users += 1;
             slot.watch(&dead);
+            held.push(slot.key.clone());
         }
         drop(map);
         Snapshot {
             table: t.clone(),
-            keys: keys.to_vec(),
+            keys: held.into_boxed_slice(),
             dead,
             generation,
         }
@@ -147,6 +163,11 @@ impl Epochs {
 }
 
 impl Snapshot {
+    /// The stamp keys, in the order given to [`Epochs::snapshot`].
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
     /// True while no stamp of the snapshot changed and the generation is unchanged: two
     /// loads, whatever the number of stamps.
     #[inline]
@@ -161,11 +182,11 @@ impl Drop for Snapshot {
         // Marks the flag for pruning: nothing reads it any more.
         self.dead.store(true, Ordering::SeqCst);
         let mut map = self.table.slots.lock();
-        for key in self.keys.drain(..) {
-            if let Some(slot) = map.get_mut(key.as_str()) {
+        for key in self.keys.iter() {
+            if let Some(slot) = map.get_mut(&**key) {
                 slot.users -= 1;
                 if slot.users == 0 {
-                    map.remove(key.as_str());
+                    map.remove(&**key);
                 }
             }
         }

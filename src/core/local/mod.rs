@@ -76,8 +76,17 @@ impl Striped {
     }
 }
 
-/// Bytes an entry costs besides its value and keys (plan, snapshot, map node), estimated.
-const ENTRY_OVERHEAD: usize = 512;
+/// Heap bytes of one entry besides what [`LocalTier::finish_fill`] counts itself (the
+/// value's `Arc` and bytes, the entry's own allocation, its snapshot's keys, the checksum
+/// kept for confirmations): moka's node, its queues' and expiry wheel's links and its map's
+/// share. Calibrated with `benches/local_memory.rs` (2026-12-05: the weigher's total within
+/// 10% of the heap a counting allocator measured for 20,000 entries of 200 B values).
+const MAP_NODE: usize = 150;
+
+/// Heap bytes per stamp key of an entry besides the key's text: the snapshot's reference,
+/// a flag in the slot's list, the slot and its share of the epoch map (a slot is often one
+/// entry's alone: a conjunction of a unique field).
+const PER_STAMP: usize = 120;
 
 /// The map of local entries.
 pub(crate) type LocalMap = Moka<u128, Arc<LocalEntry>, KeyHash>;
@@ -111,9 +120,10 @@ impl std::hash::Hasher for KeyHasher {
 /// One local entry.
 pub(crate) struct LocalEntry {
     value: Arc<dyn Any + Send + Sync>,
-    token: Token,
-    /// The stamps to confirm against (and the entry's shared-tier key).
-    plan: Arc<Plan>,
+    /// The checksum to confirm against (`Strict`, `Bounded`; the stamps are the
+    /// snapshot's keys). `None` for entries never confirmed (`Tracked`, `TtlOnly`). No
+    /// entry keeps its plan alive.
+    confirm: Option<Box<Token>>,
     snapshot: Snapshot,
     /// When Redis last confirmed the stamps, as nanoseconds since `LocalTier::origin`.
     confirmed: AtomicU64,
@@ -122,15 +132,15 @@ pub(crate) struct LocalEntry {
 }
 
 impl LocalEntry {
-    /// The checksum to confirm against.
-    pub fn token(&self) -> &Token {
-        &self.token
+    /// The stamps and checksum to confirm against (`None`: the entry is never confirmed).
+    pub fn to_confirm(&self) -> Option<(&[epochs::Key], &Token)> {
+        self.confirm.as_deref().map(|t| (self.snapshot.keys(), t))
     }
+}
 
-    /// The plan the entry was filled by (its stamps).
-    pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
+/// Whether entries of `mode` are confirmed with the store (and so keep their plan).
+fn confirmed_mode(mode: LocalMode) -> bool {
+    matches!(mode, LocalMode::Strict | LocalMode::Bounded(_))
 }
 
 /// Moka expiry: each entry at its own deadline.
@@ -240,7 +250,7 @@ impl LocalTier {
     pub fn entries(capacity_bytes: u64) -> LocalMap {
         Moka::builder()
             .max_capacity(capacity_bytes)
-            .weigher(|_: &u128, e: &Arc<LocalEntry>| e.weight.saturating_add(16))
+            .weigher(|_: &u128, e: &Arc<LocalEntry>| e.weight)
             .expire_after(UntilExpiry)
             .build_with_hasher(KeyHash::default())
     }
@@ -288,6 +298,11 @@ impl LocalTier {
             }
             LocalMode::Strict => false,
         };
+        if !fresh && entry.confirm.is_none() {
+            // Filled under a mode that keeps nothing to confirm with.
+            self.entries.invalidate(&key);
+            return Lookup::Miss;
+        }
         if fresh {
             self.counters.hits.add();
             Lookup::Serve(value)
@@ -320,33 +335,49 @@ impl LocalTier {
         }
     }
 
-    /// Ends a fill: keeps the value if no stamp changed since `begin_fill`.
+    /// Ends a fill: keeps the value if no stamp changed since `begin_fill`. `weight` is the
+    /// value's encoded size (its decoded heap, estimated).
+    #[allow(clippy::too_many_arguments)]
     pub fn finish_fill<T: Send + Sync + 'static>(
         &self,
         key: u128,
         value: Arc<T>,
         token: Token,
         snapshot: Snapshot,
-        plan: Arc<Plan>,
+        plan: &Arc<Plan>,
+        mode: LocalMode,
         weight: usize,
     ) {
         if !snapshot.still_valid() {
             return;
         }
+        let confirm = confirmed_mode(mode).then(|| Box::new(token));
+        // What the entry keeps alive: the value (its `Arc` and heap), the entry, the
+        // snapshot's keys, the checksum if kept, moka's node. (Not the plan: the plan memo
+        // holds it, bounded on its own.)
+        let stamps = plan
+            .stamps
+            .iter()
+            .map(|k| k.len() + PER_STAMP)
+            .sum::<usize>();
+        let mut bytes = weight
+            + 16
+            + std::mem::size_of::<T>()
+            + 16
+            + std::mem::size_of::<LocalEntry>()
+            + 32
+            + stamps
+            + MAP_NODE;
+        if confirm.is_some() {
+            bytes += std::mem::size_of::<Token>();
+        }
         let entry = LocalEntry {
             value,
-            token,
+            confirm,
             snapshot,
             confirmed: AtomicU64::new(self.now_nanos()),
             expires: crate::store::later(Instant::now(), plan.ttl),
-            // The value is weighed by its encoded size; the rest of an entry (its plan, its
-            // snapshot's copies of the stamp keys, moka's own node) by an estimate.
-            weight: weight
-                .saturating_add(ENTRY_OVERHEAD)
-                .saturating_add(plan.entry.len())
-                .saturating_add(plan.stamps.iter().map(|k| 2 * k.len() + 48).sum::<usize>())
-                .min(u32::MAX as usize) as u32,
-            plan,
+            weight: bytes.min(u32::MAX as usize) as u32,
         };
         self.entries.insert(key, Arc::new(entry));
     }
@@ -380,6 +411,12 @@ impl LocalTier {
     /// Slots in the epoch table (memory checks).
     pub fn epoch_slots(&self) -> usize {
         self.epochs.len()
+    }
+
+    /// The weigher's total over the entries held (memory checks).
+    pub fn weight(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
     }
 
     /// Entries held (memory checks).

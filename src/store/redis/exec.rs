@@ -10,7 +10,7 @@ use redis::{Client, Connection, Value as RValue};
 
 use super::RedisOptions;
 use crate::error::Error;
-use crate::sync::Mutex;
+use crate::sync::{AtomicBool, Mutex, Ordering};
 
 /// One request to Redis.
 pub(crate) enum Req<'a> {
@@ -29,23 +29,37 @@ pub(crate) trait Exec: Clone + Send + Sync + 'static {
 }
 
 /// After Redis fails to answer, calls fail fast for `retry_after` instead of each waiting
-/// out a timeout.
+/// out a timeout. The happy path is one relaxed load: `open` is set (under the lock) only
+/// while a deadline is recorded, and cleared by the first check past it.
 #[derive(Default)]
 pub(crate) struct Breaker {
+    open: AtomicBool,
     down_until: Mutex<Option<Instant>>,
 }
 
 impl Breaker {
     /// `Err(Unavailable)` while the breaker is open.
+    #[inline]
     pub fn check(&self) -> Result<(), Error> {
-        if let Some(until) = *self.down_until.lock() {
+        if !self.open.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.check_open()
+    }
+
+    #[cold]
+    fn check_open(&self) -> Result<(), Error> {
+        let mut until = self.down_until.lock();
+        if let Some(t) = *until {
             let now = Instant::now();
-            if now < until {
+            if now < t {
                 return Err(Error::Unavailable(format!(
                     "it failed to answer; next try in {:?}",
-                    until - now
+                    t - now
                 )));
             }
+            *until = None;
+            self.open.store(false, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -55,7 +69,9 @@ impl Breaker {
     pub fn failed(&self, err: Error, retry_after: Duration) -> (Error, bool) {
         let down = err.is_unavailable();
         if down {
-            *self.down_until.lock() = Some(Instant::now() + retry_after);
+            let mut until = self.down_until.lock();
+            *until = Some(Instant::now() + retry_after);
+            self.open.store(true, Ordering::Relaxed);
         }
         (err, down)
     }

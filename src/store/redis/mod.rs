@@ -227,12 +227,14 @@ impl<X: Exec> RedisStore<X> {
     }
 
     /// Whether the stamps still match `token`.
-    pub async fn confirm(&self, stamps: &[String], token: &Token) -> Result<bool, Error> {
+    pub async fn confirm(&self, stamps: &[Arc<str>], token: &Token) -> Result<bool, Error> {
         if stamps.is_empty() {
             return Ok(token.0.as_bytes() == checksum(std::iter::empty()));
         }
         let mut mget = redis::cmd("MGET");
-        mget.arg(stamps);
+        for k in stamps {
+            mget.arg(&**k);
+        }
         stamps_match(&self.exec.run(Req::Cmd(&mget)).await?, token)
     }
 

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_queue::ArrayQueue;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value as RValue};
 use tokio::time::{timeout_at, Instant};
@@ -18,6 +19,9 @@ use super::exec::{classify, timed_out, Breaker, Exec, Req};
 use super::RedisOptions;
 use crate::error::Error;
 use crate::sync::{AsyncMutex, AtomicU64, Mutex, Ordering};
+
+/// Clones of the shared connection kept for reuse at most (one per request in flight).
+const IDLE_CLONES: usize = 256;
 
 /// Shares one connection between tasks.
 #[derive(Clone)]
@@ -33,6 +37,12 @@ struct MuxShared {
     breaker: Breaker,
     /// The connection in use and its number (`None`: the next request makes one).
     conn: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// The number of the connection in use (0: none).
+    current: AtomicU64,
+    /// Clones of connections, each used by one request at a time and put back after it, so
+    /// a request neither clones the connection nor takes a lock (a clone is made only when
+    /// every kept one is in use). Clones of a replaced connection are dropped when taken.
+    idle: ArrayQueue<(u64, MultiplexedConnection)>,
     /// One connection attempt at a time; the others wait for it.
     connecting: AsyncMutex<()>,
     made: AtomicU64,
@@ -53,6 +63,8 @@ impl Multiplexed {
                 opts,
                 breaker: Breaker::default(),
                 conn: Mutex::new(None),
+                current: AtomicU64::new(0),
+                idle: ArrayQueue::new(IDLE_CLONES),
                 connecting: AsyncMutex::new(()),
                 made: AtomicU64::new(0),
             }),
@@ -87,9 +99,17 @@ impl Multiplexed {
         }
     }
 
-    /// The shared connection, made if there is none (one attempt at a time).
+    /// The shared connection, made if there is none (one attempt at a time): a kept clone
+    /// if one is idle.
     async fn shared_conn(&self) -> Result<(u64, MultiplexedConnection), Error> {
         let sh = &*self.shared;
+        let current = sh.current.load(Ordering::Acquire);
+        while let Some((n, c)) = sh.idle.pop() {
+            if n == current && n != 0 {
+                return Ok((n, c));
+            }
+            // A clone of a connection since replaced: dropped.
+        }
         if let Some(c) = sh.conn.lock().clone() {
             return Ok(c);
         }
@@ -104,6 +124,7 @@ impl Multiplexed {
         let conn = self.open(sh.opts.io_timeout, deadline).await?;
         let n = sh.made.fetch_add(1, Ordering::Relaxed) + 1;
         *sh.conn.lock() = Some((n, conn.clone()));
+        sh.current.store(n, Ordering::Release);
         Ok((n, conn))
     }
 
@@ -112,6 +133,7 @@ impl Multiplexed {
         let mut slot = self.shared.conn.lock();
         if slot.as_ref().is_some_and(|(m, _)| *m == n) {
             *slot = None;
+            self.shared.current.store(0, Ordering::Release);
         }
     }
 
@@ -127,9 +149,11 @@ impl Multiplexed {
             Req::Blocking(..) => unreachable!("blocking commands have their own connection"),
         };
         let result = reply.map_err(|e| classify(e, false, &sh.addr, io));
-        if let Err(e) = &result {
-            if e.is_unavailable() {
-                self.drop_conn(n);
+        match &result {
+            Err(e) if e.is_unavailable() => self.drop_conn(n),
+            // Kept for the next request (dropped if enough are kept already).
+            _ => {
+                let _ = sh.idle.push((n, conn));
             }
         }
         result

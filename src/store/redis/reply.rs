@@ -5,7 +5,7 @@
 use redis::Value as RValue;
 
 use crate::error::Error;
-use crate::store::{was_valid_before_deaths, Fetch, HitBytes, Token};
+use crate::store::{was_valid_before_deaths, Fetch, HitBytes, Sum, Token};
 
 /// Length of the hex SHA-1 that heads every entry.
 pub(crate) const CHECKSUM_LEN: usize = 40;
@@ -125,10 +125,8 @@ fn take_entry(items: &mut [RValue]) -> Option<Vec<u8>> {
 
 /// The hit of an entry taken out of a checked reply, and its token.
 fn hit_of(buf: Vec<u8>) -> (HitBytes, Token) {
-    let token = Token(
-        String::from_utf8_lossy(&buf[..CHECKSUM_LEN]).into_owned(),
-        0,
-    );
+    // Checked against the hex checksum of the stamps already: ASCII.
+    let token = Token(Sum::new(&buf[..CHECKSUM_LEN]).unwrap_or_default(), 0);
     (
         HitBytes::Owned {
             buf,
@@ -206,9 +204,9 @@ pub(crate) fn stamps_match(v: &RValue, token: &Token) -> Result<bool, Error> {
 /// Parses the prepare script's reply.
 pub(crate) fn parse_token(v: RValue) -> Result<Token, Error> {
     match v {
-        RValue::BulkString(cs) if cs.len() == CHECKSUM_LEN => String::from_utf8(cs)
+        RValue::BulkString(cs) if cs.len() == CHECKSUM_LEN => Sum::new(&cs)
             .map(|sum| Token(sum, 0))
-            .map_err(|_| Error::Protocol("prepare: checksum is not text".into())),
+            .ok_or_else(|| Error::Protocol("prepare: checksum is not text".into())),
         other => Err(protocol("prepare", &other)),
     }
 }
@@ -316,7 +314,7 @@ mod tests {
     #[test]
     fn confirmations_read_stamps_in_place() {
         let token = Token(
-            String::from_utf8(checksum([&b"a"[..], &b"b"[..]].into_iter()).to_vec()).unwrap(),
+            Sum::new(&checksum([&b"a"[..], &b"b"[..]].into_iter())).unwrap(),
             0,
         );
         let r = |a: RValue| RValue::Array(vec![a, bulk(b"b")]);
@@ -328,7 +326,10 @@ mod tests {
 
     #[test]
     fn tokens_parse_or_fail_typed() {
-        assert_eq!(parse_token(bulk(&[b'b'; 40])).unwrap().0, "b".repeat(40));
+        assert_eq!(
+            parse_token(bulk(&[b'b'; 40])).unwrap().0.as_str(),
+            "b".repeat(40)
+        );
         assert!(matches!(
             parse_token(bulk(b"short")),
             Err(Error::Protocol(_))
