@@ -651,3 +651,39 @@ async fn apply(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Row;
+
+    fn tx(end: u64, rows: usize) -> TxChanges {
+        let mut t = TxChanges::new(10);
+        t.end_lsn = Lsn(end);
+        if rows > 0 {
+            t.add_rows("a", (0..rows).map(|i| Row::new().with("id", i as i64)));
+        }
+        t
+    }
+
+    #[test]
+    fn queued_transactions_merge_and_keep_the_last_position() {
+        let mut q = Queued::default();
+        assert!(q.end_lsn.is_none() && !q.is_full(10));
+        let t0 = epoch_plus(1);
+        q.push(tx(10, 2), Some(t0));
+        q.push(tx(20, 0), None);
+        q.push(tx(30, 3), Some(epoch_plus(2)));
+        assert_eq!(q.end_lsn, Some(Lsn(30)));
+        assert_eq!(q.transactions, 2, "the empty one only moves the position");
+        assert_eq!(q.tx.as_ref().map(TxChanges::row_count), Some(5));
+        assert_eq!(q.oldest_commit, Some(t0));
+        assert!(!q.is_full(10));
+        q.push(tx(40, 5), None);
+        assert!(q.is_full(10), "row images reached the limit: stop reading");
+    }
+
+    fn epoch_plus(s: u64) -> SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(s)
+    }
+}

@@ -81,7 +81,9 @@ pub fn published_lsn<C: Codec>(cache: &Cache<C>, slot: &str) -> Result<Option<Ls
 /// Waits, up to `timeout`, until the consumer of `slot` (in any process sharing this cache's
 /// Redis) has published `lsn` as applied: read your writes without a consumer handle. Pass
 /// `SELECT pg_current_wal_lsn()` read after your commit. `Ok(false)` on timeout; an error
-/// when Redis cannot be read. The cache needs the consumer's prefix and version.
+/// when Redis cannot be read. The cache needs the consumer's prefix and version, and the
+/// slot's name must be unique among the databases whose consumers share that Redis and
+/// prefix (positions of two servers do not compare).
 ///
 /// ```no_run
 /// # fn f(cache: &stampcache::Cache, lsn: stampcache::cdc::Lsn) -> Result<(), stampcache::Error> {
