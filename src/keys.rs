@@ -245,6 +245,13 @@ impl KeySpace {
         format!("{}f:{{fn}}:k:{}", self.base(&[], &[]), escape(key))
     }
 
+    /// The key under which the change-stream consumer of `slot` publishes the WAL position
+    /// it has applied (`cdc/published.rs`).
+    #[cfg_attr(not(feature = "postgres-cdc"), allow(dead_code))]
+    pub fn cdc_applied(&self, slot: &str) -> String {
+        format!("{}x:{{cdc}}:applied:{}", self.base(&[], &[]), escape(slot))
+    }
+
     /// The key of one call of a cached function.
     pub fn call(&self, name: &str, args: &[u8]) -> String {
         let mut d = escape(name);

@@ -21,6 +21,7 @@ struct World {
     pg: &'static PgServer,
     db: String,
     cache: Cache,
+    prefix: String,
     events: Arc<Mutex<Vec<String>>>,
 }
 
@@ -30,15 +31,17 @@ impl World {
         let pg = pg::shared();
         let db = pg::fresh_database(pg, name);
         pg.psql(&db, setup);
+        let prefix = unique_prefix(name);
         let cache = Cache::builder()
             .redis(shared_redis_url())
-            .prefix(unique_prefix(name))
+            .prefix(prefix.as_str())
             .build()
             .unwrap();
         World {
             pg,
             db,
             cache,
+            prefix,
             events: Arc::default(),
         }
     }
@@ -540,10 +543,10 @@ fn unknown_types_widen_and_unchanged_toast_comes_from_the_old_row() {
     let w = World::new(
         "types",
         &[
-            "CREATE TABLE doc (id int PRIMARY KEY, category int, price numeric, flag bool, body text)",
+            "CREATE TABLE doc (id int PRIMARY KEY, category int, price jsonb, flag bool, body text)",
             "ALTER TABLE doc REPLICA IDENTITY FULL",
             "ALTER TABLE doc ALTER COLUMN body SET STORAGE EXTERNAL",
-            "INSERT INTO doc SELECT i, i, i, true, repeat(md5(i::text), 400) FROM generate_series(1, 3) i",
+            "INSERT INTO doc SELECT i, i, to_jsonb(i), true, repeat(md5(i::text), 400) FROM generate_series(1, 3) i",
         ],
     );
     let consumer = w.consumer("types", &["doc"]);
@@ -572,7 +575,7 @@ fn unknown_types_widen_and_unchanged_toast_comes_from_the_old_row() {
         "not widened: the body came from the old row"
     );
 
-    // numeric has no safe conversion: a read on it dies with any write to the table.
+    // jsonb has no safe conversion: a read on it dies with any write to the table.
     let price3 = Cached::new(Read::fetch("doc").filter(Cond::eq("price", 3)));
     price3.read(&w.cache);
     w.write(&consumer, &["UPDATE doc SET flag = true WHERE id = 2"]);
@@ -787,4 +790,137 @@ fn a_second_consumer_on_the_slot_stands_by_and_takes_over_when_the_first_stops()
         0,
         "standing by is not reconnecting"
     );
+}
+
+#[test]
+fn numeric_enum_and_timestamp_columns_match_the_values_applications_use() {
+    use stampcache::Value;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let w = World::new(
+        "typed2",
+        &[
+            "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+            "CREATE TABLE typed2 (id int PRIMARY KEY, price numeric(10,2), whole numeric, \
+             feeling mood, at timestamp, flag bool)",
+            "ALTER TABLE typed2 REPLICA IDENTITY FULL",
+            "INSERT INTO typed2 VALUES (1, 1.5, 7, 'happy', '2023-11-14 22:13:20.5', true)",
+            "INSERT INTO typed2 VALUES (2, 2, 'NaN', 'sad', '2000-01-01', true)",
+        ],
+    );
+    let consumer = w.consumer("typed2", &["typed2"]);
+    let at: SystemTime = UNIX_EPOCH + Duration::from_millis(1_700_000_000_500);
+    // Conditions as applications write them: an f64 and decimal text (a rust_decimal's
+    // to_string) for numeric(10,2) `1.50`; an integer for numeric `7`; the label for an
+    // enum; Value::timestamp for a timestamp (its wall-clock time read as UTC).
+    let row1: Vec<(&str, Value)> = vec![
+        ("price", Value::from(1.5_f64)),
+        ("price", Value::from("1.50")),
+        ("whole", Value::from(7)),
+        ("feeling", Value::from("happy")),
+        ("at", Value::timestamp(at)),
+    ];
+    let reads: Vec<(&str, Cached)> = row1
+        .into_iter()
+        .map(|(f, v)| (f, Cached::new(Read::fetch("typed2").filter(Cond::eq(f, v)))))
+        .collect();
+    let other = Cached::new(Read::fetch("typed2").filter(Cond::eq("feeling", "ok")));
+    for (_, c) in &reads {
+        c.read(&w.cache);
+    }
+    other.read(&w.cache);
+    w.write(&consumer, &["UPDATE typed2 SET flag = false WHERE id = 1"]);
+    for (field, c) in &reads {
+        assert_eq!(c.read(&w.cache), 2, "the read on {field} matches row 1");
+    }
+    assert_eq!(
+        other.read(&w.cache),
+        1,
+        "nothing widened: every field converted"
+    );
+
+    // A NaN numeric has no safe form: left out, so a read on `whole` widens (the table).
+    let whole8 = Cached::new(Read::fetch("typed2").filter(Cond::eq("whole", 8)));
+    whole8.read(&w.cache);
+    w.write(&consumer, &["UPDATE typed2 SET flag = false WHERE id = 2"]);
+    assert_eq!(whole8.read(&w.cache), 2, "widened: NaN is unknown");
+    assert!(
+        !w.events().iter().any(|e| e.starts_with("unknown")),
+        "{:?}",
+        w.events()
+    );
+}
+
+#[test]
+fn another_cache_waits_for_the_published_applied_position() {
+    use stampcache::cdc::{published_lsn, wait_published};
+    let w = World::new("published", ARTICLE);
+    // A second cache on the same Redis and prefix, with no consumer of its own: another
+    // process's view.
+    let other = Cache::builder()
+        .redis(shared_redis_url())
+        .prefix(w.prefix.as_str())
+        .build()
+        .unwrap();
+    assert_eq!(published_lsn(&other, "published").unwrap(), None);
+    let consumer = w.consumer("published", &["article"]);
+    let cat1 = Cached::category("article", 1);
+    let cat2 = Cached::category("article", 2);
+    cat1.read(&other);
+    cat2.read(&other);
+    w.pg.psql(&w.db, &["UPDATE article SET title = 'x' WHERE id = 1"]);
+    let lsn: Lsn = w.pg.current_lsn(&w.db).parse().unwrap();
+    assert!(
+        wait_published(&other, "published", lsn, WAIT).unwrap(),
+        "published {:?}, consumer at {}",
+        published_lsn(&other, "published"),
+        consumer.applied_lsn()
+    );
+    assert_eq!(
+        cat1.read(&other),
+        2,
+        "the write is seen once its position is published"
+    );
+    assert_eq!(cat2.read(&other), 1, "exactly");
+    let published = published_lsn(&other, "published").unwrap().unwrap();
+    assert!(published >= lsn && published <= consumer.applied_lsn());
+    let far = Lsn(lsn.0 + (1 << 40));
+    assert!(
+        !wait_published(&other, "published", far, Duration::from_millis(50)).unwrap(),
+        "a position not reached times out"
+    );
+}
+
+#[test]
+fn a_crash_between_creating_the_slot_and_invalidating_everything_is_repaired_on_restart() {
+    let w = World::new("crashwin", ARTICLE);
+    let cat1 = Cached::category("article", 1);
+    cat1.read(&w.cache);
+    // What a consumer that died right after creating its slot leaves: the slot, and no
+    // published position (deleted before the slot was created).
+    w.pg.psql(
+        &w.db,
+        &[
+            "CREATE PUBLICATION cdc_test FOR TABLE article",
+            "SELECT pg_create_logical_replication_slot('crashwin', 'pgoutput')",
+        ],
+    );
+    let consumer = w.consumer("crashwin", &["article"]);
+    w.sync(&consumer);
+    assert_eq!(
+        cat1.read(&w.cache),
+        2,
+        "everything invalidated on the restart"
+    );
+    assert_eq!(
+        w.events()
+            .iter()
+            .filter(|e| e.starts_with("invalidated"))
+            .count(),
+        1
+    );
+    // Once done (the position published), a restart resumes without invalidating all.
+    consumer.stop();
+    let consumer = w.consumer("crashwin", &["article"]);
+    w.sync(&consumer);
+    assert_eq!(cat1.read(&w.cache), 2, "not again");
 }

@@ -241,11 +241,14 @@ fn log_event(e: &CdcEvent<'_>, verbose: bool) {
         )),
         CdcEvent::Applied {
             lsn,
+            transactions,
             rows,
             tables,
             lag,
+            ..
         } if verbose => log(&format!(
-            "applied {lsn}: {rows} row images, {tables} whole tables, {:.1} ms after its commit",
+            "applied {lsn}: {transactions} transactions, {rows} row images, {tables} whole \
+             tables, {:.1} ms after the first one's commit",
             lag.as_secs_f64() * 1e3
         )),
         _ => {}

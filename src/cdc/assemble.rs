@@ -18,6 +18,8 @@ pub(crate) struct Assembler {
     tx: Option<TxChanges>,
     warned_identity: HashSet<String>,
     warned_columns: HashSet<(String, String)>,
+    /// The enum types' OIDs, as setup found them: their values are text.
+    enums: HashSet<u32>,
 }
 
 impl Assembler {
@@ -29,7 +31,14 @@ impl Assembler {
             tx: None,
             warned_identity: HashSet::new(),
             warned_columns: HashSet::new(),
+            enums: HashSet::new(),
         }
+    }
+
+    /// The enum types' OIDs (from setup; an enum created later stays unknown until the
+    /// next session).
+    pub fn set_enums(&mut self, enums: HashSet<u32>) {
+        self.enums = enums;
     }
 
     /// A new session: the server sends every relation again; a transaction cut short by
@@ -72,7 +81,7 @@ impl Assembler {
                 ))
             }
             Message::Relation(msg) => {
-                let r = Relation::from_msg(&msg, &self.names);
+                let r = Relation::from_msg(&msg, &self.names, &self.enums);
                 self.warn(&r, emit);
                 self.relations.insert(msg.id, r);
             }

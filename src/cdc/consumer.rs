@@ -1,9 +1,9 @@
 //! [`Consumer`]: the builder, and the loop that streams, applies and acknowledges.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use pgwire_replication::{ReplicationClient, ReplicationConfig, ReplicationEvent};
+use pgwire_replication::{Lsn as PgLsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 
 use super::assemble::Assembler;
 use super::clock;
@@ -418,6 +418,54 @@ async fn pause(shared: &Shared, d: Duration) {
     }
 }
 
+/// Committed transactions applied together: those that arrived while the previous apply
+/// was in flight (one pipeline to the store for all of them).
+#[derive(Debug, Default)]
+struct Queued {
+    /// Their invalidations, merged (`None` while they invalidate nothing).
+    tx: Option<TxChanges>,
+    /// The last commit's end: acknowledged (and published) once all are applied. `None`
+    /// when nothing is queued.
+    end_lsn: Option<Lsn>,
+    /// How many of them invalidate something.
+    transactions: usize,
+    /// The first one's commit time (server clock), for the lag event.
+    oldest_commit: Option<SystemTime>,
+    /// The last one's.
+    newest_commit: Option<SystemTime>,
+}
+
+/// At most this many transactions are applied together.
+const MAX_BATCH_TRANSACTIONS: usize = 1024;
+
+impl Queued {
+    /// Adds a committed transaction.
+    fn push(&mut self, tx: TxChanges, committed: Option<SystemTime>) {
+        self.end_lsn = Some(self.end_lsn.map_or(tx.end_lsn, |l| l.max(tx.end_lsn)));
+        if tx.is_empty() {
+            return;
+        }
+        self.transactions += 1;
+        self.oldest_commit = self.oldest_commit.or(committed);
+        self.newest_commit = committed.or(self.newest_commit);
+        match &mut self.tx {
+            Some(all) => all.absorb(tx),
+            None => self.tx = Some(tx),
+        }
+    }
+
+    /// True when no more should join (the stream is not read meanwhile): bounds memory
+    /// and keeps row images from collapsing into whole tables.
+    fn is_full(&self, max_rows: usize) -> bool {
+        self.transactions >= MAX_BATCH_TRANSACTIONS
+            || self.tx.as_ref().is_some_and(|t| t.row_count() >= max_rows)
+    }
+}
+
+/// An apply in flight.
+type Applying<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Queued, CdcError>> + Send + 'a>>;
+
 /// One replication session: connect, set up, stream until an error or a stop.
 async fn session(
     cfg: &Settings,
@@ -428,13 +476,25 @@ async fn session(
     attempt: &mut u32,
 ) -> Result<(), CdcError> {
     let mut client = ReplicationClient::connect_gated(cfg.replication_config()).await?;
-    let prepared = setup::prepare(&mut client, cfg).await?;
-    if prepared.invalidate_all {
+    let prepared = setup::prepare(&mut client, cfg, target).await?;
+    asm.set_enums(prepared.enums.clone());
+    // An existing slot whose set-up is not known done (no position published: a crash
+    // between the slot's creation and its invalidation of every table, or the key lost)
+    // invalidates every table as a new one does.
+    let invalidate_all =
+        prepared.invalidate_all || !matches!(target.published(&cfg.slot).await, Ok(Some(_)));
+    if invalidate_all {
         let mut tx = TxChanges::new(1);
         for (schema, table) in &prepared.published {
             tx.add_table(&cfg.names.name(schema, table));
         }
-        apply(cfg, target, shared, Arc::new(tx), first).await?;
+        let job = Queued {
+            tx: Some(tx),
+            end_lsn: Some(prepared.start_lsn),
+            transactions: 0,
+            ..Queued::default()
+        };
+        apply(cfg, target, shared, job, first).await?;
         cfg.emit(&CdcEvent::InvalidatedPublished {
             tables: prepared.published.len(),
         });
@@ -452,81 +512,122 @@ async fn session(
     if let Some(f) = first.take() {
         f(Ok(()));
     }
+    // Commits queue behind the apply in flight and are applied together when it is done:
+    // one transaction alone when they are spaced out, many in one pipeline when they come
+    // faster than the store answers. A position is acknowledged after its apply only.
+    let mut queued = Queued::default();
+    let mut inflight: Option<Applying<'_>> = None;
+    let mut published = shared.applied();
     loop {
-        let event = tokio::select! {
-            ev = client.recv() => ev?,
+        let full = queued.is_full(cfg.max_rows);
+        tokio::select! {
+            biased;
+            done = async {
+                match inflight.as_mut() {
+                    Some(f) => f.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            }, if inflight.is_some() => {
+                inflight = None;
+                let job: Queued = done?;
+                if let Some(lsn) = job.end_lsn {
+                    client.update_applied_lsn(PgLsn::from(lsn.0));
+                    if let Some(c) = job.newest_commit {
+                        shared.applied_commit(c);
+                    }
+                    shared.set_applied(lsn);
+                    published = published.max(lsn);
+                }
+            }
+            event = client.recv(), if !full => {
+                match event? {
+                    None => return Err(CdcError::Connection("the replication stream ended".into())),
+                    Some(ReplicationEvent::Begin { .. }) => asm.begin(),
+                    Some(ReplicationEvent::XLogData { data, wal_end, .. }) => {
+                        shared.server_at(Lsn(wal_end.as_u64()));
+                        asm.message(&data, &mut |e| cfg.emit(e))?;
+                    }
+                    Some(ReplicationEvent::Commit {
+                        end_lsn,
+                        commit_time_micros,
+                        ..
+                    }) => {
+                        shared.server_at(Lsn(end_lsn.as_u64()));
+                        let tx = asm.commit(Lsn(end_lsn.as_u64()))?;
+                        queued.push(tx, clock::pg_time(commit_time_micros));
+                    }
+                    // Outside a transaction, with nothing queued or in flight, everything
+                    // the server sent up to `wal_end` is applied (a transaction is sent at
+                    // its commit, whole): publish that position too.
+                    Some(ReplicationEvent::KeepAlive { wal_end, .. }) => {
+                        let lsn = Lsn(wal_end.as_u64());
+                        shared.server_at(lsn);
+                        if !asm.in_transaction()
+                            && inflight.is_none()
+                            && queued.end_lsn.is_none()
+                            && lsn > published
+                        {
+                            queued.end_lsn = Some(lsn);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
             () = shared.stopped() => {
+                // What is in flight or queued is not acknowledged: sent again next time.
                 let _ = client.shutdown().await;
                 return Err(CdcError::Stopped);
             }
-        };
-        match event {
-            None => return Err(CdcError::Connection("the replication stream ended".into())),
-            Some(ReplicationEvent::Begin { .. }) => asm.begin(),
-            Some(ReplicationEvent::XLogData { data, wal_end, .. }) => {
-                shared.server_at(Lsn(wal_end.as_u64()));
-                asm.message(&data, &mut |e| cfg.emit(e))?;
-            }
-            Some(ReplicationEvent::Commit {
-                end_lsn,
-                commit_time_micros,
-                ..
-            }) => {
-                shared.server_at(Lsn(end_lsn.as_u64()));
-                let tx = asm.commit(Lsn(end_lsn.as_u64()))?;
-                let committed = clock::pg_time(commit_time_micros);
-                if !tx.is_empty() {
-                    let tx = Arc::new(tx);
-                    apply(cfg, target, shared, tx.clone(), &mut None).await?;
-                    cfg.emit(&CdcEvent::Applied {
-                        lsn: tx.end_lsn,
-                        rows: tx.row_count(),
-                        tables: tx.table_count(),
-                        lag: committed.map_or(Duration::ZERO, |c| {
-                            clock::lag(c, std::time::SystemTime::now())
-                        }),
-                    });
-                }
-                client.update_applied_lsn(end_lsn);
-                if let Some(c) = committed {
-                    shared.applied_commit(c);
-                }
-                shared.set_applied(Lsn(end_lsn.as_u64()));
-            }
-            // Outside a transaction, everything the server sent up to `wal_end` is applied
-            // (a transaction is sent at its commit, whole).
-            Some(ReplicationEvent::KeepAlive { wal_end, .. }) => {
-                shared.server_at(Lsn(wal_end.as_u64()));
-                if !asm.in_transaction() {
-                    client.update_applied_lsn(wal_end);
-                    shared.set_applied(Lsn(wal_end.as_u64()));
-                }
-            }
-            Some(_) => {}
+        }
+        if inflight.is_none() && queued.end_lsn.is_some() {
+            let job = std::mem::take(&mut queued);
+            inflight = Some(Box::pin(async move {
+                apply(cfg, target, shared, job, &mut None).await
+            }));
         }
     }
 }
 
-/// Applies a transaction, retrying with growing delays until it succeeds (the position is
-/// acknowledged only after) or the consumer stops. A failure lets a waiting `spawn` return
-/// (the setup is fine; the consumer holds the transaction, as its status says).
+/// Applies queued transactions and publishes their end position, retrying with growing
+/// delays until it succeeds (the position is acknowledged only after) or the consumer
+/// stops. A failure lets a waiting `spawn` return (the setup is fine; the consumer holds
+/// the transactions, as its status says). Returns the job, applied.
 async fn apply(
     cfg: &Settings,
     target: &Target,
     shared: &Shared,
-    tx: Arc<TxChanges>,
+    mut job: Queued,
     first: &mut First,
-) -> Result<(), CdcError> {
+) -> Result<Queued, CdcError> {
+    let Some(lsn) = job.end_lsn else {
+        return Ok(job);
+    };
+    let tx = job.tx.take().map(Arc::new);
     let mut attempt = 0u32;
     loop {
-        let result = target.apply(&tx).await;
+        let result = target.apply(tx.as_ref(), &cfg.slot, lsn).await;
         match result {
             Ok(()) => {
-                shared.applied_tx(tx.row_count(), tx.table_count());
+                if let Some(tx) = &tx {
+                    // (A new slot's invalidation of every table counts as one.)
+                    let count = job.transactions.max(1);
+                    shared.applied_tx(count, tx.row_count(), tx.table_count());
+                    if job.transactions > 0 {
+                        cfg.emit(&CdcEvent::Applied {
+                            lsn,
+                            transactions: job.transactions,
+                            rows: tx.row_count(),
+                            tables: tx.table_count(),
+                            lag: job
+                                .oldest_commit
+                                .map_or(Duration::ZERO, |c| clock::lag(c, SystemTime::now())),
+                        });
+                    }
+                }
                 if attempt > 0 {
                     shared.set_status(Status::Streaming);
                 }
-                return Ok(());
+                return Ok(job);
             }
             Err(error) => {
                 attempt += 1;
@@ -548,5 +649,41 @@ async fn apply(
         if shared.stopping() {
             return Err(CdcError::Stopped);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Row;
+
+    fn tx(end: u64, rows: usize) -> TxChanges {
+        let mut t = TxChanges::new(10);
+        t.end_lsn = Lsn(end);
+        if rows > 0 {
+            t.add_rows("a", (0..rows).map(|i| Row::new().with("id", i as i64)));
+        }
+        t
+    }
+
+    #[test]
+    fn queued_transactions_merge_and_keep_the_last_position() {
+        let mut q = Queued::default();
+        assert!(q.end_lsn.is_none() && !q.is_full(10));
+        let t0 = epoch_plus(1);
+        q.push(tx(10, 2), Some(t0));
+        q.push(tx(20, 0), None);
+        q.push(tx(30, 3), Some(epoch_plus(2)));
+        assert_eq!(q.end_lsn, Some(Lsn(30)));
+        assert_eq!(q.transactions, 2, "the empty one only moves the position");
+        assert_eq!(q.tx.as_ref().map(TxChanges::row_count), Some(5));
+        assert_eq!(q.oldest_commit, Some(t0));
+        assert!(!q.is_full(10));
+        q.push(tx(40, 5), None);
+        assert!(q.is_full(10), "row images reached the limit: stop reading");
+    }
+
+    fn epoch_plus(s: u64) -> SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(s)
     }
 }

@@ -54,16 +54,19 @@ pub enum CdcEvent<'a> {
         /// How many tables.
         tables: usize,
     },
-    /// A committed transaction's invalidations were applied and its position acknowledged.
+    /// Committed transactions' invalidations were applied (together, in one pipeline, when
+    /// they queued behind each other) and their position acknowledged.
     Applied {
-        /// The end of its commit record.
+        /// The end of the last one's commit record.
         lsn: Lsn,
+        /// How many transactions (that invalidate something) were applied together.
+        transactions: usize,
         /// Row images sent (old and new count separately).
         rows: usize,
         /// Tables invalidated whole (truncates, very large transactions).
         tables: usize,
-        /// From its commit (the server's clock) to its invalidations applied (this
-        /// machine's clock); zero when the clocks disagree that way.
+        /// From the first one's commit (the server's clock) to the invalidations applied
+        /// (this machine's clock); zero when the clocks disagree that way.
         lag: Duration,
     },
     /// Applying a transaction failed; it is kept, retried after a delay and not acknowledged.

@@ -115,6 +115,11 @@ impl Shared {
         }
     }
 
+    /// The applied position.
+    pub fn applied(&self) -> Lsn {
+        self.lock().applied
+    }
+
     /// A transaction committed at `committed` (server clock) was applied now.
     pub fn applied_commit(&self, committed: SystemTime) {
         let lag = clock::lag(committed, SystemTime::now());
@@ -131,9 +136,11 @@ impl Shared {
         self.server.fetch_max(lsn.0, Ordering::Relaxed);
     }
 
-    /// A transaction with `rows` row images and `tables` whole tables was applied.
-    pub fn applied_tx(&self, rows: usize, tables: usize) {
-        self.transactions.fetch_add(1, Ordering::Relaxed);
+    /// `transactions` transactions with `rows` row images and `tables` whole tables
+    /// (together) were applied.
+    pub fn applied_tx(&self, transactions: usize, rows: usize, tables: usize) {
+        self.transactions
+            .fetch_add(transactions as u64, Ordering::Relaxed);
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);
         self.tables.fetch_add(tables as u64, Ordering::Relaxed);
     }

@@ -16,9 +16,16 @@
 //! and warned about once per table through [`CdcEvent::ReplicaIdentity`]).
 //!
 //! Column values arrive as text and are converted by column type (see `types.rs`): integers
-//! to integers, so `category = 1` matches; a column whose type has no safe conversion
-//! (`numeric`, `json`, user types, …) is left out of row images, which makes the core
+//! to integers, so `category = 1` matches; `numeric` to its decimal text (which matches
+//! the number: an `f64`, an integer, a `rust_decimal` as text); enums to text; `timestamp`
+//! and `timestamptz` to [`Value::timestamp`](crate::Value::timestamp)'s form; dates to
+//! [`Value::date`](crate::Value::date)'s. A column whose type has no safe conversion
+//! (`json`, composite types, `NaN`, …) is left out of row images, which makes the core
 //! invalidate the whole table for reads conditioned on it. Nothing is ever guessed.
+//!
+//! Transactions that commit while an apply is in flight are applied together once it ends
+//! (one pipeline), and the last one's position is acknowledged after: a lone transaction is
+//! applied at once, a fast stream in batches, so the consumer keeps up with the server.
 //!
 //! Durability: a [`SlotKind::Persistent`] slot resumes after a restart from the last
 //! acknowledged position; the server retains WAL for it meanwhile (bounded by
@@ -30,6 +37,13 @@
 //! [`Cache`](crate::Cache); [`ConsumerBuilder::spawn_async`] a task for an
 //! [`AsyncCache`](crate::AsyncCache). Both return a [`ConsumerHandle`]: status, applied
 //! position, lag, [`wait_applied`](ConsumerHandle::wait_applied) (read your writes), stop.
+//!
+//! Read your writes across processes: after each apply the consumer publishes its applied
+//! position in Redis (a key per slot, under the cache's prefix and version), and any
+//! process sharing that Redis waits for it with [`wait_published`] (or
+//! [`wait_published_async`]), no handle needed. The key also records that the slot's
+//! invalidation of every published table was done: a consumer that finds an existing slot
+//! without it (a crash after creating the slot, or the key lost) does it again.
 //!
 //! One consumer per slot streams at a time (PostgreSQL lets one session hold a slot): a
 //! second one on the same slot waits on [`Status::Standby`] and takes over, from the last
@@ -47,7 +61,8 @@
 //! keeps relations and builds row images, `assemble.rs` buffers a transaction, `tx.rs`
 //! holds it, `sink.rs` applies it to the cache (the one seam with the core), `setup.rs`
 //! checks and creates the publication and slot, `consumer.rs` runs the stream,
-//! `handle.rs` reports on it, `clock.rs` turns commit timestamps into lag.
+//! `handle.rs` reports on it, `published.rs` keeps the applied position in Redis,
+//! `clock.rs` turns commit timestamps into lag.
 
 pub(crate) mod assemble;
 mod clock;
@@ -59,6 +74,7 @@ mod handle;
 mod lsn;
 mod names;
 pub(crate) mod pgoutput;
+mod published;
 mod relation;
 mod setup;
 mod sink;
@@ -72,3 +88,6 @@ pub use handle::{ConsumerHandle, ConsumerStats, Status};
 pub use lsn::{Lsn, ParseLsnError};
 pub use names::TableNames;
 pub use pgoutput::DecodeError;
+pub use published::{published_lsn, wait_published};
+#[cfg(feature = "tokio")]
+pub use published::{published_lsn_async, wait_published_async};

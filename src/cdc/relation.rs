@@ -1,7 +1,7 @@
 //! What the consumer knows of each relation (from Relation messages), and row images built
 //! from its tuples.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::names::TableNames;
 use super::pgoutput::{Datum, RelationMsg, Tuple};
@@ -31,8 +31,9 @@ pub(crate) struct Column {
 }
 
 impl Relation {
-    /// The relation a Relation message describes, named for the cache.
-    pub fn from_msg(msg: &RelationMsg, names: &TableNames) -> Relation {
+    /// The relation a Relation message describes, named for the cache. Columns of an enum
+    /// type (`enums`: their OIDs) convert as text.
+    pub fn from_msg(msg: &RelationMsg, names: &TableNames, enums: &HashSet<u32>) -> Relation {
         Relation {
             qualified: format!("{}.{}", quote_ident(&msg.schema), quote_ident(&msg.name)),
             table: names.name(&msg.schema, &msg.name),
@@ -42,7 +43,11 @@ impl Relation {
                 .iter()
                 .map(|c| Column {
                     name: c.name.clone(),
-                    type_oid: c.type_oid,
+                    type_oid: if enums.contains(&c.type_oid) {
+                        types::TEXT
+                    } else {
+                        c.type_oid
+                    },
                     key: c.key,
                 })
                 .collect(),
@@ -162,10 +167,10 @@ mod tests {
                 col(true, "id", 23),
                 col(false, "category", 23),
                 col(false, "body", 25),
-                col(false, "price", 1700),
+                col(false, "price", 3802),
             ],
         };
-        Relation::from_msg(&msg, &TableNames::new())
+        Relation::from_msg(&msg, &TableNames::new(), &HashSet::new())
     }
 
     fn t(v: &str) -> Datum {
@@ -180,7 +185,7 @@ mod tests {
             .image(&vec![t("1"), t("2"), t("long"), t("3.5")], None)
             .unwrap();
         assert_eq!(old.get("category"), Some(&Value::from(2)));
-        assert_eq!(old.get("price"), None, "numeric is unknown");
+        assert_eq!(old.get("price"), None, "jsonb is unknown");
         let new = r
             .image(
                 &vec![t("1"), Datum::Null, Datum::Unchanged, t("4")],

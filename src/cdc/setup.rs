@@ -1,11 +1,14 @@
 //! Setup on the replication session, before streaming: checks `wal_level`, the
 //! publication and the slot, creates them when asked, and lists the published tables.
 
+use std::collections::HashSet;
+
 use pgwire_replication::ReplicationClient;
 
 use super::consumer::{PublicationTables, Settings, SlotKind};
 use super::relation::quote_ident;
-use super::CdcError;
+use super::sink::Target;
+use super::{CdcError, Lsn};
 
 /// What setup found.
 #[derive(Debug)]
@@ -15,6 +18,11 @@ pub(crate) struct Prepared {
     /// Changes before this session's start may have been missed (a new or temporary slot):
     /// every published table must be invalidated before streaming.
     pub invalidate_all: bool,
+    /// The slot's confirmed position: everything before it is applied once every
+    /// published table is invalidated.
+    pub start_lsn: Lsn,
+    /// The OIDs of the database's enum types.
+    pub enums: HashSet<u32>,
 }
 
 type Rows = Vec<Vec<Option<String>>>;
@@ -50,6 +58,7 @@ pub(crate) fn literal(s: &str) -> String {
 pub(crate) async fn prepare(
     client: &mut ReplicationClient,
     cfg: &Settings,
+    target: &Target,
 ) -> Result<Prepared, CdcError> {
     let wal_level = scalar(client, "SHOW wal_level").await?;
     if wal_level != "logical" {
@@ -76,10 +85,30 @@ pub(crate) async fn prepare(
     })
     .collect();
 
-    let invalidate_all = slot(client, cfg, version).await?;
+    let invalidate_all = slot(client, cfg, version, target).await?;
+    let start_lsn = query(
+        client,
+        &format!(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = {}",
+            literal(&cfg.slot)
+        ),
+    )
+    .await?
+    .into_iter()
+    .next()
+    .and_then(|r| r.into_iter().next().flatten())
+    .and_then(|s| s.parse().ok())
+    .unwrap_or(Lsn::ZERO);
+    let enums = query(client, "SELECT oid::text FROM pg_type WHERE typtype = 'e'")
+        .await?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten()?.parse().ok())
+        .collect();
     Ok(Prepared {
         published,
         invalidate_all,
+        start_lsn,
+        enums,
     })
 }
 
@@ -186,10 +215,15 @@ async fn publication(
 }
 
 /// Checks (or creates) the slot; true when it was just created (nothing before it streams).
+///
+/// Before creating a persistent slot, the position published for it is deleted: it is
+/// written again only after the new slot's invalidation of every published table, so a
+/// crash in between leaves no key, and the next start invalidates everything again.
 async fn slot(
     client: &mut ReplicationClient,
     cfg: &Settings,
     version: u32,
+    target: &Target,
 ) -> Result<bool, CdcError> {
     let name = &cfg.slot;
     if cfg.slot_kind == SlotKind::Temporary {
@@ -220,6 +254,7 @@ async fn slot(
         if !cfg.create_slot {
             return Err(CdcError::SlotMissing { slot: name.clone() });
         }
+        target.forget(name).await?;
         // Another consumer may have created it since: stand by, then use it.
         query(
             client,

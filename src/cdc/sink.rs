@@ -1,15 +1,18 @@
-//! The seam between the change stream and the cache: apply one committed transaction.
+//! The seam between the change stream and the cache: apply committed transactions.
 //!
 //! [`Sink::apply`] (and [`AsyncSink::apply`] for the async front end) is the only place the
-//! consumer touches the cache: a transaction becomes one invalidation batch (the row
-//! images of all its tables in one pipeline), sent by the core's `send_now`, which answers
-//! `Ok` only once the store took it (never queued, whatever the failure policy).
+//! consumer touches the cache: one or more transactions (merged) become one invalidation
+//! batch (the row images of all their tables in one pipeline), sent by the core's
+//! `send_now`, which answers `Ok` only once the store took it (never queued, whatever the
+//! failure policy); then the applied position is published (`published.rs`).
 
 use std::sync::Arc;
 #[cfg(feature = "tokio")]
 use std::{future::Future, pin::Pin};
 
+use super::published;
 use super::tx::TxChanges;
+use super::Lsn;
 use crate::codec::Codec;
 use crate::core::batch::Batch;
 use crate::core::Core;
@@ -21,8 +24,15 @@ use crate::{Cache, Error};
 /// position acknowledged. Applying the same transaction twice must be harmless (delivery is
 /// at least once): invalidations are idempotent.
 pub(crate) trait Sink: Send + Sync + 'static {
-    /// Applies `tx`; an error keeps the transaction for a retry.
-    fn apply(&self, tx: &TxChanges) -> Result<(), Error>;
+    /// Applies `tx` (when there is one), then publishes `lsn` as `slot`'s applied position;
+    /// an error keeps the transactions for a retry.
+    fn apply(&self, tx: Option<&TxChanges>, slot: &str, lsn: Lsn) -> Result<(), Error>;
+
+    /// The applied position published for `slot`.
+    fn published(&self, slot: &str) -> Result<Option<Lsn>, Error>;
+
+    /// Deletes the position published for `slot`.
+    fn forget(&self, slot: &str) -> Result<(), Error>;
 }
 
 /// A transaction as one invalidation batch: the row images of every table go to the store
@@ -38,10 +48,32 @@ fn batch_of<C: Codec>(core: &Core<C>, tx: &TxChanges) -> Batch {
     batch
 }
 
+/// Sends `tx`'s batch, then publishes `lsn`.
+async fn apply_then_publish<C: Codec>(
+    core: &Core<C>,
+    batch: Option<Batch>,
+    slot: &str,
+    lsn: Lsn,
+) -> Result<(), Error> {
+    if let Some(batch) = batch {
+        core.send_now(batch).await?;
+    }
+    published::write(core, slot, lsn).await
+}
+
 impl<C: Codec> Sink for Cache<C> {
-    fn apply(&self, tx: &TxChanges) -> Result<(), Error> {
+    fn apply(&self, tx: Option<&TxChanges>, slot: &str, lsn: Lsn) -> Result<(), Error> {
         let core = self.core();
-        crate::block::block_on(core.send_now(batch_of(core, tx)))
+        let batch = tx.map(|tx| batch_of(core, tx));
+        crate::block::block_on(apply_then_publish(core, batch, slot, lsn))
+    }
+
+    fn published(&self, slot: &str) -> Result<Option<Lsn>, Error> {
+        crate::block::block_on(published::read(self.core(), slot))
+    }
+
+    fn forget(&self, slot: &str) -> Result<(), Error> {
+        crate::block::block_on(published::forget(self.core(), slot))
     }
 }
 
@@ -52,16 +84,40 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`Sink`] for the async front end: the same contract, awaited.
 #[cfg(feature = "tokio")]
 pub(crate) trait AsyncSink: Send + Sync + 'static {
-    /// Applies `tx`; an error keeps the transaction for a retry.
-    fn apply<'a>(&'a self, tx: &'a TxChanges) -> BoxFuture<'a, Result<(), Error>>;
+    /// [`Sink::apply`], awaited.
+    fn apply<'a>(
+        &'a self,
+        tx: Option<&'a TxChanges>,
+        slot: &'a str,
+        lsn: Lsn,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// [`Sink::published`], awaited.
+    fn published<'a>(&'a self, slot: &'a str) -> BoxFuture<'a, Result<Option<Lsn>, Error>>;
+
+    /// [`Sink::forget`], awaited.
+    fn forget<'a>(&'a self, slot: &'a str) -> BoxFuture<'a, Result<(), Error>>;
 }
 
 #[cfg(feature = "tokio")]
 impl<C: Codec> AsyncSink for crate::AsyncCache<C> {
-    fn apply<'a>(&'a self, tx: &'a TxChanges) -> BoxFuture<'a, Result<(), Error>> {
+    fn apply<'a>(
+        &'a self,
+        tx: Option<&'a TxChanges>,
+        slot: &'a str,
+        lsn: Lsn,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         let core = self.core();
-        let batch = batch_of(core, tx);
-        Box::pin(core.send_now(batch))
+        let batch = tx.map(|tx| batch_of(core, tx));
+        Box::pin(apply_then_publish(core, batch, slot, lsn))
+    }
+
+    fn published<'a>(&'a self, slot: &'a str) -> BoxFuture<'a, Result<Option<Lsn>, Error>> {
+        Box::pin(published::read(self.core(), slot))
+    }
+
+    fn forget<'a>(&'a self, slot: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(published::forget(self.core(), slot))
     }
 }
 
@@ -77,19 +133,53 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    /// Applies `tx` once.
-    pub async fn apply(&self, tx: &Arc<TxChanges>) -> Result<(), Error> {
+    /// Applies `tx` (if any) once, then publishes `lsn` as applied for `slot`.
+    pub async fn apply(
+        &self,
+        tx: Option<&Arc<TxChanges>>,
+        slot: &str,
+        lsn: Lsn,
+    ) -> Result<(), Error> {
         match self {
             Target::Blocking(sink) => {
-                let (sink, tx) = (sink.clone(), tx.clone());
-                tokio::task::spawn_blocking(move || sink.apply(&tx))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(Error::Unavailable(format!("the apply task failed: {e}")))
-                    })
+                let (sink, tx, slot) = (sink.clone(), tx.cloned(), slot.to_owned());
+                blocking(move || sink.apply(tx.as_deref(), &slot, lsn)).await
             }
             #[cfg(feature = "tokio")]
-            Target::Async(sink) => sink.apply(tx).await,
+            Target::Async(sink) => sink.apply(tx.map(|t| &**t), slot, lsn).await,
         }
     }
+
+    /// The applied position published for `slot`.
+    pub async fn published(&self, slot: &str) -> Result<Option<Lsn>, Error> {
+        match self {
+            Target::Blocking(sink) => {
+                let (sink, slot) = (sink.clone(), slot.to_owned());
+                blocking(move || sink.published(&slot)).await
+            }
+            #[cfg(feature = "tokio")]
+            Target::Async(sink) => sink.published(slot).await,
+        }
+    }
+
+    /// Deletes the position published for `slot` (before creating a new slot).
+    pub async fn forget(&self, slot: &str) -> Result<(), Error> {
+        match self {
+            Target::Blocking(sink) => {
+                let (sink, slot) = (sink.clone(), slot.to_owned());
+                blocking(move || sink.forget(&slot)).await
+            }
+            #[cfg(feature = "tokio")]
+            Target::Async(sink) => sink.forget(slot).await,
+        }
+    }
+}
+
+/// Runs `f` on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Unavailable(format!("the apply task failed: {e}"))))
 }

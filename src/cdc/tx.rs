@@ -38,6 +38,16 @@ impl TxChanges {
         }
     }
 
+    /// Adds the invalidations of a later transaction (transactions applied together).
+    pub fn absorb(&mut self, other: TxChanges) {
+        for (table, rows) in other.rows {
+            self.add_rows(&table, rows);
+        }
+        for table in other.whole {
+            self.add_table(&table);
+        }
+    }
+
     /// Every read of `table` dies (a truncate).
     pub fn add_table(&mut self, table: &str) {
         self.rows.remove(table);

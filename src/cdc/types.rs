@@ -25,9 +25,14 @@ mod oid {
     pub const FLOAT8: u32 = 701;
     pub const VARCHAR: u32 = 1043;
     pub const DATE: u32 = 1082;
+    pub const TIMESTAMP: u32 = 1114;
     pub const TIMESTAMPTZ: u32 = 1184;
+    pub const NUMERIC: u32 = 1700;
     pub const UUID: u32 = 2950;
 }
+
+/// `text`'s OID: what an enum column converts as.
+pub(crate) const TEXT: u32 = oid::TEXT;
 
 /// The startup options that fix the text forms [`convert`] parses.
 pub(crate) const SESSION_OPTIONS: &str =
@@ -50,7 +55,9 @@ pub(crate) fn is_known(type_oid: u32) -> bool {
             | oid::FLOAT8
             | oid::VARCHAR
             | oid::DATE
+            | oid::TIMESTAMP
             | oid::TIMESTAMPTZ
+            | oid::NUMERIC
             | oid::UUID
     )
 }
@@ -61,14 +68,19 @@ pub(crate) fn is_known(type_oid: u32) -> bool {
 /// - `bool`: `t` / `f`.
 /// - `float8`: the float; `float4`: parsed as `f32` then widened, as an application reading
 ///   the column into an `f32` would hold it (an integral float equals the integer).
-/// - `text`, `varchar`, `name`, `"char"`, `uuid`: text.
+/// - `text`, `varchar`, `name`, `"char"`, `uuid`, and enums (mapped to `text` by the
+///   relation): text.
+/// - `numeric`: its decimal text, which matches the number it holds (`1.50` matches `1.5`,
+///   an `f64` 1.5 and a `rust_decimal` written as text; `2.00` matches the integer 2).
+///   `NaN` and infinities are unknown.
 /// - `date`: `YYYY-MM-DD` text, [`Value::date`]'s form.
 /// - `timestamptz`: [`Value::timestamp`]'s form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+/// - `timestamp` (without time zone): the same form, its wall-clock time read as UTC (what
+///   [`Value::timestamp`] gives for a `SystemTime` stored in it with a UTC session).
 /// - `bytea`: the bytes.
-/// - `numeric` and everything else: unknown. A `numeric` may be held as an integer, a
-///   float or decimal text by the application; no one form is safe. `char(n)` is unknown
-///   too: SQL equality ignores its padding, so `'ab'` and `'ab  '` are the same value to
-///   a query but not to the cache.
+/// - everything else: unknown. `char(n)` is unknown: SQL equality ignores its padding, so
+///   `'ab'` and `'ab  '` are the same value to a query but not to the cache. BC dates and
+///   years past 9999 are unknown.
 pub(crate) fn convert(type_oid: u32, text: &[u8]) -> Option<Value> {
     let s = std::str::from_utf8(text).ok()?;
     match type_oid {
@@ -84,7 +96,9 @@ pub(crate) fn convert(type_oid: u32, text: &[u8]) -> Option<Value> {
             Some(Value::Text(s.to_owned()))
         }
         oid::DATE => date(s).map(|_| Value::Text(s.to_owned())),
-        oid::TIMESTAMPTZ => timestamptz(s).map(Value::Text),
+        oid::TIMESTAMPTZ => timestamp(s.strip_suffix("+00")?).map(Value::Text),
+        oid::TIMESTAMP => timestamp(s).map(Value::Text),
+        oid::NUMERIC => numeric(s),
         oid::BYTEA => bytea(s).map(Value::Bytes),
         _ => None,
     }
@@ -116,11 +130,17 @@ fn date(s: &str) -> Option<()> {
         .then_some(())
 }
 
-/// `YYYY-MM-DD HH:MM:SS[.f{1,6}]+00` (UTC session) to `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-fn timestamptz(s: &str) -> Option<String> {
-    let (date_part, rest) = s.split_once(' ')?;
+/// A `numeric`'s text as a value that matches the number: plain decimals only.
+fn numeric(s: &str) -> Option<Value> {
+    let v = Value::Text(s.to_owned());
+    (v.kind() == Some(crate::value::Kind::Number) && !s.contains(['e', 'E'])).then_some(v)
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.f{1,6}]` (the `+00` of a UTC session's `timestamptz` removed) to
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+fn timestamp(s: &str) -> Option<String> {
+    let (date_part, time) = s.split_once(' ')?;
     date(date_part)?;
-    let time = rest.strip_suffix("+00")?;
     let (hms, frac) = match time.split_once('.') {
         Some((hms, frac)) => (hms, frac),
         None => (time, ""),
@@ -215,13 +235,34 @@ mod tests {
 
     #[test]
     fn ambiguous_types_are_unknown() {
-        const NUMERIC: u32 = 1700;
         const JSONB: u32 = 3802;
         const BPCHAR: u32 = 1042;
         assert_eq!(convert(BPCHAR, b"ab  "), None);
-        assert_eq!(convert(NUMERIC, b"3"), None);
         assert_eq!(convert(JSONB, b"{}"), None);
-        assert!(!is_known(NUMERIC));
+        assert!(!is_known(JSONB));
         assert!(is_known(oid::INT4));
+    }
+
+    #[test]
+    fn numerics_match_the_number_they_hold() {
+        let m = |t: &[u8]| convert(oid::NUMERIC, t).map(|v| v.encode_match());
+        assert_eq!(m(b"1.50"), Some(Value::from(1.5).encode_match()));
+        assert_eq!(m(b"2.00"), Some(Value::from(2).encode_match()));
+        assert_eq!(m(b"-0.25"), Some(Value::from("-0.250").encode_match()));
+        assert_eq!(m(b"NaN"), None);
+        assert_eq!(m(b"Infinity"), None);
+        assert_eq!(m(b"-Infinity"), None);
+    }
+
+    #[test]
+    fn timestamps_without_zone_read_as_utc() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(
+            convert(oid::TIMESTAMP, b"2023-11-14 22:13:20.123456"),
+            Some(Value::timestamp(t))
+        );
+        assert_eq!(convert(oid::TIMESTAMP, b"2023-11-14 22:13:20+00"), None);
+        assert_eq!(convert(oid::TIMESTAMP, b"0044-03-15 12:00:00 BC"), None);
+        assert_eq!(convert(oid::TIMESTAMP, b"infinity"), None);
     }
 }

@@ -607,4 +607,11 @@ impl<C: Codec> Core<C> {
     pub fn simple_key(&self, key: &str) -> String {
         self.shared.planner.keys.simple(key)
     }
+
+    /// The Redis key where the change-stream consumer of `slot` publishes its applied
+    /// position.
+    #[cfg_attr(not(feature = "postgres-cdc"), allow(dead_code))]
+    pub fn cdc_applied_key(&self, slot: &str) -> String {
+        self.shared.planner.keys.cdc_applied(slot)
+    }
 }
