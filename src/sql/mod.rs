@@ -102,6 +102,7 @@ pub enum SqlError {
 pub struct Shape {
     /// This analysis's own number (never reused in the process): what identifies the
     /// statement in [`describe_call`](Shape::describe_call).
+    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
     id: u64,
     sql: String,
     analysis: Result<Analysis, NotCached>,
@@ -173,6 +174,7 @@ impl Shape {
     /// give equal reads (a function of the same statement, operation and parameters); the
     /// parameters' texts are separated as in the key, so different parameters give
     /// different texts.
+    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
     pub(crate) fn describe_call(&self, op: Op, params: &[Param], out: &mut String) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         for i in (0..16).rev() {
