@@ -9,7 +9,8 @@
 //! `SQL_FRONT_ONLY=front_get:100000` (or `hand_get`, `front_list`, `hand_list`,
 //! `front_count`, `hand_count`) runs only that call, that many times, as tracked local hits,
 //! then exits: for instruction counts, `valgrind --tool=callgrind` one run per variant and
-//! take the difference from a run of `:0` divided by the count.
+//! take the difference from a run of `:0` divided by the count. `SQL_FRONT_TIER=shared`
+//! runs them as shared-tier hits (Redis) instead.
 
 #![recursion_limit = "256"]
 
@@ -81,7 +82,10 @@ fn main() {
         setup(&pool).await;
         let mut report = vec![String::from("\"bench\": \"sql_front\"")];
         let only = std::env::var("SQL_FRONT_ONLY").ok();
-        let tiers: &[(&str, LocalMode)] = if only.is_some() {
+        let shared_only = std::env::var("SQL_FRONT_TIER").is_ok_and(|t| t == "shared");
+        let tiers: &[(&str, LocalMode)] = if only.is_some() && shared_only {
+            &[("shared", LocalMode::Off)]
+        } else if only.is_some() {
             &[("tracked", LocalMode::Tracked)]
         } else {
             &[("shared", LocalMode::Off), ("tracked", LocalMode::Tracked)]

@@ -381,7 +381,7 @@ pub(crate) fn entry_key_hash(plan: &Plan) -> u128 {
 /// The 128-bit hash of local keys: xxh3 seeded once per process, so keys are uniform and
 /// unpredictable, and the maps keyed by them need not hash them again
 /// (`core/local`'s `KeyHasher`). Keys never leave the process.
-fn key_hash(bytes: &[u8]) -> u128 {
+pub(crate) fn key_hash(bytes: &[u8]) -> u128 {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = *SEED.get_or_init(|| {
         use std::hash::{BuildHasher, Hasher};

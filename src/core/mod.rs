@@ -60,6 +60,17 @@ pub(crate) struct Planned {
     pub key: u128,
 }
 
+/// A read described once and planned: what the sqlx front keeps per statement, operation
+/// and parameters ([`Core::described`]), so a repeated call neither binds the statement's
+/// condition, nor builds the read, nor hashes it into its plan key.
+#[cfg(feature = "sqlx")]
+pub(crate) struct Described {
+    /// The read (for events, and for reads through a scope).
+    pub read: Read,
+    /// Its plan, as [`Core::plan`] gives it (`None`: it bypasses the cache).
+    pub planned: Option<Arc<Planned>>,
+}
+
 /// Settings the builder hands to [`Core::new`].
 pub(crate) struct Setup {
     pub store: Store,
@@ -100,6 +111,10 @@ struct Shared {
     queue: Queue,
     /// Memoised plans by plan key (none with a computed prefix).
     plans: Option<moka::sync::Cache<u128, Arc<Planned>, local::KeyHash>>,
+    /// Reads the sqlx front described, by the hash of what identifies them (kept when plans
+    /// are: a plan with a computed prefix is made afresh for each read).
+    #[cfg(feature = "sqlx")]
+    described: Option<moka::sync::Cache<u128, Arc<Described>, local::KeyHash>>,
     local: Option<LocalTier>,
     channel: Option<Arc<Channel>>,
     default_local: LocalMode,
@@ -250,6 +265,12 @@ impl<C: Codec> Core<C> {
                 .max_capacity(10_000)
                 .build_with_hasher(local::KeyHash::default())
         });
+        #[cfg(feature = "sqlx")]
+        let described = setup.memoise.then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .build_with_hasher(local::KeyHash::default())
+        });
         let replayer = replayer::State::new(setup.replay_backoff, setup.flush_on_drop);
         static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let shared = Arc::new(Shared {
@@ -262,6 +283,8 @@ impl<C: Codec> Core<C> {
             listeners: setup.listeners,
             queue: Queue::default(),
             plans,
+            #[cfg(feature = "sqlx")]
+            described,
             local: setup.local,
             channel: setup.channel,
             default_local: setup.default_local,
@@ -386,6 +409,35 @@ impl<C: Codec> Core<C> {
         };
         let _ = slot.set(Box::new((self.shared.id, planned.clone())));
         planned
+    }
+
+    /// The read described under `key` (a 128-bit hash of what identifies it, see
+    /// [`Described`]), made by `describe` and planned the first time. `Ok(None)`: reads are
+    /// not memoised here (a computed prefix), or `describe` gave a read with invalid names
+    /// (its caller reads it as usual, to be told so). Bounded: the 10,000 most recent.
+    #[cfg(feature = "sqlx")]
+    pub fn described<E>(
+        &self,
+        key: impl FnOnce() -> u128,
+        describe: impl FnOnce() -> Result<Read, E>,
+    ) -> Result<Result<Arc<Described>, Read>, E> {
+        let Some(memo) = &self.shared.described else {
+            return describe().map(Err);
+        };
+        let key = key();
+        if let Some(d) = memo.get(&key) {
+            return Ok(Ok(d));
+        }
+        let read = describe()?;
+        if read.check_names().is_err() {
+            return Ok(Err(read));
+        }
+        let d = Arc::new(Described {
+            planned: self.plan(&read),
+            read,
+        });
+        memo.insert(key, d.clone());
+        Ok(Ok(d))
     }
 
     /// Remembers which read uses each of `plan`'s schemes, when someone listens to events.

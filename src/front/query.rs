@@ -2,7 +2,9 @@
 //! .fetch_all(&pool)` reads through the cache, its tables and conditions derived from the
 //! SQL and the bound values ([`Shape`]); no `Read` or `Cond` is written by hand. A facade over
 //! the power API: each call becomes a [`Read`](crate::Read) and one `get_or_compute` of the
-//! async handle (or of an [`AsyncScope`], inside a transaction).
+//! async handle (or of an [`AsyncScope`], inside a transaction). The read and its plan are
+//! memoised per statement, operation and bound values (bounded, hashed to 128 bits as plan
+//! keys are), so a repeated call goes straight to the local tier.
 //!
 //! ```no_run
 //! # async fn demo(cache: stampcache::AsyncCache, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
@@ -67,8 +69,10 @@ use sqlx::{Arguments, Encode, Executor, FromRow, Postgres, Type};
 
 use super::{AsyncCache, AsyncScope};
 use crate::codec::Codec;
+use crate::core::Begun;
 use crate::error::LoadError;
-use crate::event::Event;
+use crate::event::{Event, Target};
+use crate::plan::key_hash;
 use crate::profile::Op;
 use crate::row::Row;
 use crate::sql::{NotCached, Param, Returning, Shape, SqlError, WriteShape, Writes};
@@ -344,7 +348,19 @@ impl<'c, 'q, C: Codec> Bound<'c, 'q, C> {
         }
         let sql = this.sql;
         let shape = Shape::cached(sql);
-        let read = match shape.read(op, &this.params) {
+        let core = via_core(&this.via);
+        // A repeated (statement, operation, parameters) finds its read, and its plan,
+        // described already.
+        let params = &this.params;
+        let key = || {
+            DESCRIBED.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                buf.clear();
+                shape.describe_call(op, params, &mut buf);
+                key_hash(buf.as_bytes())
+            })
+        };
+        let read = match core.described(key, || shape.read(op, params)) {
             Ok(read) => read,
             Err(SqlError::NotCached(NotCached::NotARead | NotCached::Write)) => {
                 let args = this.arguments().map_err(LoadError::Loader)?;
@@ -373,11 +389,30 @@ impl<'c, 'q, C: Codec> Bound<'c, 'q, C> {
             let args = arguments(&params, &encoders, args)?;
             load(sql, args, executor).await
         };
-        match via {
-            Via::Cache(c) => c.get_or_load(&read, loader).await,
-            Via::Scope(s) => s.get_or_load(&read, loader).await,
+        match (via, read) {
+            (Via::Cache(c), Ok(d)) => {
+                let core = c.core();
+                let target = Target::Table {
+                    table: d.read.table(),
+                    op: d.read.op(),
+                    read: &d.read,
+                };
+                let v = match core.begin_planned(target, d.planned.as_ref()) {
+                    Begun::Served(v) => v,
+                    Begun::Go(job) => core.finish(job, loader).await?.0,
+                };
+                Ok(super::unwrap_arc(v))
+            }
+            (Via::Cache(c), Err(read)) => c.get_or_load(&read, loader).await,
+            (Via::Scope(s), Ok(d)) => s.get_or_load(&d.read, loader).await,
+            (Via::Scope(s), Err(read)) => s.get_or_load(&read, loader).await,
         }
     }
+}
+
+thread_local! {
+    /// The text a call's memo key is hashed from, kept between calls.
+    static DESCRIBED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// The handle's core (for events).

@@ -100,6 +100,10 @@ pub enum SqlError {
 /// slots. Cheap to bind: [`read`](Shape::read) per call.
 #[derive(Debug, Clone)]
 pub struct Shape {
+    /// This analysis's own number (never reused in the process): what identifies the
+    /// statement in [`describe_call`](Shape::describe_call).
+    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+    id: u64,
     sql: String,
     analysis: Result<Analysis, NotCached>,
     /// The highest `$n` the SQL uses.
@@ -110,8 +114,10 @@ impl Shape {
     /// Analyses `sql` (PostgreSQL's dialect). Never fails: a statement that cannot be cached
     /// says why in [`not_cached`](Shape::not_cached).
     pub fn parse(sql: &str) -> Shape {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let (analysis, params) = analyze::analyze(sql);
         Shape {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             sql: sql.to_owned(),
             analysis,
             params,
@@ -160,6 +166,25 @@ impl Shape {
     /// The SQL text.
     pub fn sql(&self) -> &str {
         &self.sql
+    }
+
+    /// Appends what identifies [`read`](Shape::read)`(op, params)` without building it: this
+    /// analysis's number (so the SQL text, which it was made of, need not be hashed), the
+    /// operation and each parameter's canonical text (as in the read's key). Equal texts
+    /// give equal reads (a function of the same statement, operation and parameters); the
+    /// parameters' texts are separated as in the key, so different parameters give
+    /// different texts.
+    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+    pub(crate) fn describe_call(&self, op: Op, params: &[Param], out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for i in (0..16).rev() {
+            out.push(char::from(HEX[((self.id >> (4 * i)) & 0xf) as usize]));
+        }
+        out.push_str(op.name());
+        for p in params {
+            out.push('\u{0}');
+            p.describe_into(out);
+        }
     }
 
     /// The read of this statement with `params` bound (`$1` is `params[0]`), as operation

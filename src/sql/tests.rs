@@ -551,3 +551,45 @@ mod writes {
         }
     }
 }
+
+/// What identifies a call (the sqlx front's memo key): equal for the same statement,
+/// operation and parameters, different when any of them differs.
+#[test]
+fn a_call_is_described_by_its_statement_operation_and_parameters() {
+    let describe = |shape: &Shape, op: Op, params: &[Param]| {
+        let mut out = String::new();
+        shape.describe_call(op, params, &mut out);
+        out
+    };
+    let a = Shape::parse("SELECT * FROM t WHERE a = $1 AND b = $2");
+    let b = Shape::parse("SELECT * FROM t WHERE b = $1 AND a = $2");
+    let one = [Param::from(1), Param::from(2)];
+    assert_eq!(
+        describe(&a, Op::Get, &one),
+        describe(&a, Op::Get, &one.clone())
+    );
+    let others: Vec<String> = vec![
+        describe(&a, Op::Fetch, &one),
+        describe(&b, Op::Get, &one),
+        describe(&a, Op::Get, &[Param::from(2), Param::from(1)]),
+        describe(&a, Op::Get, &[Param::from(1), Param::from("2")]),
+        describe(&a, Op::Get, &[Param::from(1), Param::from(2.5)]),
+        describe(&a, Op::Get, &[Param::from(1), Param::array([2])]),
+        describe(
+            &a,
+            Op::Get,
+            &[Param::from(1), Param::from(2), Param::from(3)],
+        ),
+        describe(&a, Op::Get, &[Param::from("1\u{0}2")]),
+        describe(
+            &a,
+            Op::Get,
+            &[Param::from(1), Param::from(crate::Value::Null)],
+        ),
+    ];
+    let mut all = others.clone();
+    all.push(describe(&a, Op::Get, &one));
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), others.len() + 1, "{all:?}");
+}
