@@ -429,6 +429,8 @@ struct Queued {
     end_lsn: Option<Lsn>,
     /// How many of them invalidate something.
     transactions: usize,
+    /// Their transaction ids: applied only once new snapshots see them all.
+    xids: Vec<u32>,
     /// The first one's commit time (server clock), for the lag event.
     oldest_commit: Option<SystemTime>,
     /// The last one's.
@@ -440,12 +442,13 @@ const MAX_BATCH_TRANSACTIONS: usize = 1024;
 
 impl Queued {
     /// Adds a committed transaction.
-    fn push(&mut self, tx: TxChanges, committed: Option<SystemTime>) {
+    fn push(&mut self, tx: TxChanges, committed: Option<SystemTime>, xid: Option<u32>) {
         self.end_lsn = Some(self.end_lsn.map_or(tx.end_lsn, |l| l.max(tx.end_lsn)));
         if tx.is_empty() {
             return;
         }
         self.transactions += 1;
+        self.xids.extend(xid);
         self.oldest_commit = self.oldest_commit.or(committed);
         self.newest_commit = committed.or(self.newest_commit);
         match &mut self.tx {
@@ -477,6 +480,11 @@ async fn session(
 ) -> Result<(), CdcError> {
     let mut client = ReplicationClient::connect_gated(cfg.replication_config()).await?;
     let prepared = setup::prepare(&mut client, cfg, target).await?;
+    // A plain session beside the stream, never started: it tells when committed
+    // transactions are visible to new snapshots (see `visible`).
+    let sql =
+        tokio::sync::Mutex::new(ReplicationClient::connect_gated(cfg.replication_config()).await?);
+    let sql = &sql;
     asm.set_enums(prepared.enums.clone());
     // An existing slot whose set-up is not known done (no position published: a crash
     // between the slot's creation and its invalidation of every table, or the key lost)
@@ -494,7 +502,7 @@ async fn session(
             transactions: 0,
             ..Queued::default()
         };
-        apply(cfg, target, shared, job, first).await?;
+        apply(cfg, target, shared, job, first, sql).await?;
         cfg.emit(&CdcEvent::InvalidatedPublished {
             tables: prepared.published.len(),
         });
@@ -518,6 +526,7 @@ async fn session(
     let mut queued = Queued::default();
     let mut inflight: Option<Applying<'_>> = None;
     let mut published = shared.applied();
+    let mut xid = None;
     loop {
         let full = queued.is_full(cfg.max_rows);
         tokio::select! {
@@ -542,7 +551,10 @@ async fn session(
             event = client.recv(), if !full => {
                 match event? {
                     None => return Err(CdcError::Connection("the replication stream ended".into())),
-                    Some(ReplicationEvent::Begin { .. }) => asm.begin(),
+                    Some(ReplicationEvent::Begin { xid: x, .. }) => {
+                        xid = Some(x);
+                        asm.begin();
+                    }
                     Some(ReplicationEvent::XLogData { data, wal_end, .. }) => {
                         shared.server_at(Lsn(wal_end.as_u64()));
                         asm.message(&data, &mut |e| cfg.emit(e))?;
@@ -554,7 +566,7 @@ async fn session(
                     }) => {
                         shared.server_at(Lsn(end_lsn.as_u64()));
                         let tx = asm.commit(Lsn(end_lsn.as_u64()))?;
-                        queued.push(tx, clock::pg_time(commit_time_micros));
+                        queued.push(tx, clock::pg_time(commit_time_micros), xid.take());
                     }
                     // Outside a transaction, with nothing queued or in flight, everything
                     // the server sent up to `wal_end` is applied (a transaction is sent at
@@ -582,7 +594,7 @@ async fn session(
         if inflight.is_none() && queued.end_lsn.is_some() {
             let job = std::mem::take(&mut queued);
             inflight = Some(Box::pin(async move {
-                apply(cfg, target, shared, job, &mut None).await
+                apply(cfg, target, shared, job, &mut None, sql).await
             }));
         }
     }
@@ -598,10 +610,12 @@ async fn apply(
     shared: &Shared,
     mut job: Queued,
     first: &mut First,
+    sql: &tokio::sync::Mutex<ReplicationClient>,
 ) -> Result<Queued, CdcError> {
     let Some(lsn) = job.end_lsn else {
         return Ok(job);
     };
+    visible(sql, &job.xids, shared).await?;
     let tx = job.tx.take().map(Arc::new);
     let mut attempt = 0u32;
     loop {
@@ -652,6 +666,56 @@ async fn apply(
     }
 }
 
+/// Waits until new snapshots see every transaction of `xids`.
+///
+/// PostgreSQL writes a commit record before it makes the transaction visible to new
+/// snapshots, and the stream may deliver the commit in between. Invalidating then would let
+/// a read that prepares its stamps after the invalidation, but takes its snapshot before
+/// the commit is visible, store the old value under fresh stamps: a stale read. A
+/// transaction is visible to a snapshot when it is below the snapshot's `xmax` and not in
+/// its list of running ones (a commit not yet visible is either).
+async fn visible(
+    sql: &tokio::sync::Mutex<ReplicationClient>,
+    xids: &[u32],
+    shared: &Shared,
+) -> Result<(), CdcError> {
+    if xids.is_empty() {
+        return Ok(());
+    }
+    let mut client = sql.lock().await;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        let rows = setup::query(
+            &mut client,
+            "SELECT txid_snapshot_xmax(s)::text, \
+             array_to_string(ARRAY(SELECT txid_snapshot_xip(s)), ',') \
+             FROM (SELECT txid_current_snapshot() AS s) q",
+        )
+        .await?;
+        let row = rows.into_iter().next().unwrap_or_default();
+        let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let xmax = text(0).parse::<u64>().ok();
+        let running: Vec<u32> = text(1)
+            .split(',')
+            .filter_map(|x| x.parse::<u64>().ok())
+            .map(|x| x as u32)
+            .collect();
+        let seen = |x: u32| match xmax {
+            // Below xmax (modulo 2^32, as xids compare) and not running.
+            Some(xmax) => (x.wrapping_sub(xmax as u32) as i32) < 0 && !running.contains(&x),
+            None => false,
+        };
+        if xids.iter().all(|&x| seen(x)) {
+            return Ok(());
+        }
+        if shared.stopping() {
+            return Err(CdcError::Stopped);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -671,15 +735,15 @@ mod tests {
         let mut q = Queued::default();
         assert!(q.end_lsn.is_none() && !q.is_full(10));
         let t0 = epoch_plus(1);
-        q.push(tx(10, 2), Some(t0));
-        q.push(tx(20, 0), None);
-        q.push(tx(30, 3), Some(epoch_plus(2)));
+        q.push(tx(10, 2), Some(t0), Some(7));
+        q.push(tx(20, 0), None, Some(8));
+        q.push(tx(30, 3), Some(epoch_plus(2)), Some(9));
         assert_eq!(q.end_lsn, Some(Lsn(30)));
         assert_eq!(q.transactions, 2, "the empty one only moves the position");
         assert_eq!(q.tx.as_ref().map(TxChanges::row_count), Some(5));
         assert_eq!(q.oldest_commit, Some(t0));
         assert!(!q.is_full(10));
-        q.push(tx(40, 5), None);
+        q.push(tx(40, 5), None, None);
         assert!(q.is_full(10), "row images reached the limit: stop reading");
     }
 

@@ -27,7 +27,7 @@ pub(crate) struct Prepared {
 
 type Rows = Vec<Vec<Option<String>>>;
 
-async fn query(client: &mut ReplicationClient, sql: &str) -> Result<Rows, CdcError> {
+pub(crate) async fn query(client: &mut ReplicationClient, sql: &str) -> Result<Rows, CdcError> {
     let rows = client.simple_query(sql).await?;
     Ok(rows
         .into_iter()
