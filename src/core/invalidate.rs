@@ -103,7 +103,7 @@ impl<C: Codec> Core<C> {
             .filter(|(f, _)| !skip.iter().any(|s| s == f))
             .map(|(f, v)| {
                 if let Some(m) = self.shared.kinds.row(table, f, v) {
-                    self.kind_mismatch(&m);
+                    self.shared.kind_mismatch(&m);
                 }
                 (escape(f), v.encode_match())
             })
@@ -265,13 +265,7 @@ impl Shared {
             }
             for c in &done.clashes {
                 if let Some(m) = self.kinds.remote(c) {
-                    self.emit(&Event::KindMismatch {
-                        table: &m.table,
-                        field: &m.field,
-                        condition: m.condition,
-                        row: m.row,
-                        read: &m.read,
-                    });
+                    self.kind_mismatch(&m);
                 }
             }
         }

@@ -147,6 +147,17 @@ impl Shared {
             l(e);
         }
     }
+
+    /// Reports a condition and a row of one field whose values can never match.
+    fn kind_mismatch(&self, m: &kinds::Mismatch) {
+        self.emit(&Event::KindMismatch {
+            table: &m.table,
+            field: &m.field,
+            condition: m.condition,
+            row: m.row,
+            read: &m.read,
+        });
+    }
 }
 
 impl Drop for Shared {
@@ -531,21 +542,10 @@ impl<C: Codec> Core<C> {
                     .kinds
                     .condition(table, field, value, &plan.entry)
                 {
-                    self.kind_mismatch(&m);
+                    self.shared.kind_mismatch(&m);
                 }
             }
         }
-    }
-
-    /// Reports a condition and a row of one field whose values can never match.
-    fn kind_mismatch(&self, m: &kinds::Mismatch) {
-        self.emit(&Event::KindMismatch {
-            table: &m.table,
-            field: &m.field,
-            condition: m.condition,
-            row: m.row,
-            read: &m.read,
-        });
     }
 
     /// Stored bytes did not decode as the requested type: an event, then a miss, or an
